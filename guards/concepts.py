@@ -1,0 +1,273 @@
+"""Forbidden-concept lists: the YAML schema, its validation, and loading with precise errors.
+
+A concept list is data, not code. Each concept says what is forbidden (name, aliases, a short
+description, in-scope example prompts, optional forget-corpus files), what to do when a
+conversation falls in its scope (the policy) and how sure the detector must be (the threshold,
+fixed or fitted by ``nescio calibrate``). A file that does not validate raises
+:class:`~guards.errors.ConceptFileError` naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from guards.errors import ConceptFileError
+
+DEFAULT_REFUSAL = "I'm sorry, but I can't help with that topic."
+DEFAULT_THRESHOLD = 0.6
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Policy(StrEnum):
+    """What the proxy does with a conversation inside a concept's scope."""
+
+    REFUSE = "refuse"
+    ICUL = "icul"
+    INSTRUCT = "instruct"
+
+
+class Calibration(BaseModel):
+    """What ``nescio calibrate`` fitted for one concept, and how well it held up on held-out data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    encoder: str
+    precision: float = Field(ge=0.0, le=1.0)
+    recall: float = Field(ge=0.0, le=1.0)
+    n_positive: int = Field(ge=0)
+    n_negative: int = Field(ge=0)
+    split: str = "held-out"
+    fitted_at: datetime | None = None
+
+
+class Concept(BaseModel):
+    """One forbidden concept. ``examples`` are in-scope prompts; ``negatives`` are hard out-of-scope ones.
+
+    ``forget_corpus`` files (plain text, or JSONL with a ``text`` field) are resolved relative to
+    the concept file; their sentences feed the index but are never shown to anyone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+    negatives: list[str] = Field(default_factory=list)
+    forget_corpus: list[Path] = Field(default_factory=list)
+    policy: Policy | None = None
+    threshold: float | Literal["calibrated"] | None = None
+    refusal: str | None = None
+    calibration: Calibration | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not _ID_PATTERN.match(value):
+            raise ValueError("must be 1-128 letters, digits, '_', '.', '-' and start alnum")
+        return value
+
+    @field_validator("aliases", "examples", "negatives")
+    @classmethod
+    def _no_blank_strings(cls, values: list[str]) -> list[str]:
+        if any(not v.strip() for v in values):
+            raise ValueError("entries must be non-empty strings")
+        return values
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_range(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not -1.0 <= value <= 1.0:
+            raise ValueError("must be between -1 and 1 (cosine similarity) or 'calibrated'")
+        return value
+
+    @property
+    def surface_forms(self) -> list[str]:
+        """The name and every alias: the strings alias matching looks for."""
+        return [self.name, *self.aliases]
+
+
+class Defaults(BaseModel):
+    """List-wide defaults that a concept inherits unless it sets its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy = Policy.REFUSE
+    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1.0, le=1.0)
+    refusal: str = DEFAULT_REFUSAL
+
+
+class ConceptList(BaseModel):
+    """A whole concept file. Ids are unique; order is preserved for display only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    defaults: Defaults = Field(default_factory=Defaults)
+    concepts: list[Concept] = Field(default_factory=list)
+    base_dir: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ConceptList:
+        seen: set[str] = set()
+        for concept in self.concepts:
+            if concept.id in seen:
+                raise ValueError(f"duplicate concept id {concept.id!r}")
+            seen.add(concept.id)
+        return self
+
+    def get(self, concept_id: str) -> Concept:
+        for concept in self.concepts:
+            if concept.id == concept_id:
+                return concept
+        raise KeyError(concept_id)
+
+    def policy_of(self, concept: Concept) -> Policy:
+        return concept.policy or self.defaults.policy
+
+    def refusal_of(self, concept: Concept) -> str:
+        return concept.refusal or self.defaults.refusal
+
+    def threshold_of(self, concept: Concept) -> float:
+        """The threshold in force: explicit value, else the fitted one, else the list default."""
+        if isinstance(concept.threshold, float):
+            return concept.threshold
+        if concept.calibration is not None:
+            return concept.calibration.threshold
+        return self.defaults.threshold
+
+    def corpus_path(self, path: Path) -> Path:
+        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+
+    def content_hash(self) -> str:
+        """A digest of everything that shapes the index: concepts and forget-corpus file bytes."""
+        digest = hashlib.sha256(self.model_dump_json(exclude={"base_dir"}).encode())
+        for concept in self.concepts:
+            for path in concept.forget_corpus:
+                resolved = self.corpus_path(path)
+                digest.update(resolved.read_bytes() if resolved.exists() else b"<missing>")
+        return digest.hexdigest()
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def load_concepts(path: str | Path) -> ConceptList:
+    """Read and validate a concept file; forget-corpus paths resolve relative to it."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConceptFileError(file, f"cannot read file: {exc.strerror}") from exc
+    return parse_concepts(text, source=file, base_dir=file.resolve().parent)
+
+
+def parse_concepts(
+    text: str, *, source: str | Path = "<concepts>", base_dir: Path | None = None
+) -> ConceptList:
+    """Validate concept-list YAML (or JSON, a YAML subset) text; errors carry line and field."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConceptFileError(source, f"invalid YAML: {problem}", line=line) from exc
+    return validate_concepts(data, source=source, base_dir=base_dir, root=root)
+
+
+def validate_concepts(
+    data: Any,
+    *,
+    source: str | Path = "<concepts>",
+    base_dir: Path | None = None,
+    root: yaml.Node | None = None,
+) -> ConceptList:
+    """Validate already-parsed data (e.g. a JSON admin request); ``root`` adds line numbers."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConceptFileError(source, "top level must be a mapping with a 'concepts' list", line=1)
+    try:
+        concepts = ConceptList.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        raise ConceptFileError(
+            source,
+            first["msg"],
+            line=_line_of(root, loc),
+            field=_field_name(data, loc),
+        ) from exc
+    _check_corpus_files(concepts, source, root)
+    return concepts
+
+
+def _check_corpus_files(concepts: ConceptList, source: str | Path, root: yaml.Node | None) -> None:
+    for i, concept in enumerate(concepts.concepts):
+        for j, path in enumerate(concept.forget_corpus):
+            if not concepts.corpus_path(path).is_file():
+                loc = ("concepts", i, "forget_corpus", j)
+                raise ConceptFileError(
+                    source,
+                    f"forget-corpus file not found: {path}",
+                    line=_line_of(root, loc),
+                    field=f"concepts[{concept.id}].forget_corpus[{j}]",
+                )
+
+
+def _field_name(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """Render a pydantic location as ``concepts[<id>].field`` so users find it at a glance."""
+    parts: list[str] = []
+    node: Any = data
+    for key in loc:
+        if isinstance(key, int):
+            label = str(key)
+            if isinstance(node, list) and key < len(node) and isinstance(node[key], dict):
+                label = str(node[key].get("id", key))
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{label}]"]
+        else:
+            parts.append(str(key))
+        node = _child(node, key)
+    return ".".join(parts)
+
+
+def _child(node: Any, key: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and isinstance(key, int) and key < len(node):
+        return node[key]
+    return None
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node along ``loc`` that exists."""
+    node = root
+    line = None if root is None else root.start_mark.line + 1
+    for key in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == key:
+                    line = key_node.start_mark.line + 1
+                    child = value_node
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

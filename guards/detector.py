@@ -1,0 +1,158 @@
+"""Scope detection: does a conversation fall inside a forbidden concept?
+
+The whole conversation is scored, not just the last message: every user (and system) turn on its
+own, consecutive turns joined (a question split across turns), and long turns sentence by
+sentence. Two kinds of evidence are combined:
+
+- alias matching on normalised text (see :mod:`guards.normalize`), decisive on its own;
+- embedding similarity to the concept's evidence (name, description, examples, forget-corpus
+  sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives.
+
+The winner is the concept that clears its own threshold by the widest margin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from guards.concepts import ConceptList
+from guards.corpus import NEGATIVE, split_sentences
+from guards.decision import Action, Decision, Evidence
+from guards.encoder import Encoder
+from guards.index import VectorIndex
+from guards.normalize import AliasPattern, NormalizedText
+
+TOP_K = 64
+LONG_TURN_CHARS = 300
+
+
+class Detector(Protocol):
+    """Decides whether texts (the conversation's guarded turns, in order) are in scope.
+
+    ``check`` never raises for ordinary input; it is blocking and thread-safe, and returns a
+    frozen :class:`Decision` whose evidence says which signal fired.
+    """
+
+    def check(self, turns: Sequence[str]) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    turn: int
+
+
+def segments_of(turns: Sequence[str]) -> list[Segment]:
+    """Every turn, each pair of consecutive turns, the whole conversation, and long turns' sentences."""
+    segments = [Segment(t, i) for i, t in enumerate(turns) if t.strip()]
+    for i in range(len(turns) - 1):
+        segments.append(Segment(f"{turns[i]} {turns[i + 1]}", i + 1))
+    if len(turns) > 2:
+        segments.append(Segment(" ".join(turns), len(turns) - 1))
+    for i, turn in enumerate(turns):
+        if len(turn) > LONG_TURN_CHARS:
+            segments.extend(Segment(s, i) for s in split_sentences(turn))
+    return segments
+
+
+class EmbeddingAliasDetector:
+    """The default detector: alias matching plus FAISS similarity with per-concept thresholds."""
+
+    def __init__(self, concepts: ConceptList, encoder: Encoder, index: VectorIndex) -> None:
+        self._concepts = concepts
+        self._encoder = encoder
+        self._index = index
+        self._ids = [c.id for c in concepts.concepts]
+        self._column = {cid: i for i, cid in enumerate(self._ids)}
+        self._thresholds = np.array([concepts.threshold_of(c) for c in concepts.concepts])
+        self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
+        self._aliases = [
+            (c.id, [AliasPattern.of(form) for form in c.surface_forms]) for c in concepts.concepts
+        ]
+        entry_concepts = [self._column.get(e.concept_id, -1) for e in index.entries]
+        self._entry_concept = np.array([*entry_concepts, -1], dtype=np.int64)
+        self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
+        self._entry_source = [e.source for e in index.entries]
+
+    def check(self, turns: Sequence[str]) -> Decision:
+        started = time.perf_counter()
+        if not self._ids or not any(t.strip() for t in turns):
+            return Decision.allow(latency_ms=_ms(started))
+        alias_hits = self._alias_evidence(turns)
+        scores, best = self._embedding_scores(segments_of(turns))
+        for evidence in alias_hits:
+            scores[self._column[evidence.concept_id]] = 1.0
+        margins = scores - self._thresholds
+        winner = int(np.argmax(margins))
+        concept_id = self._ids[winner]
+        if margins[winner] < 0:
+            return Decision.allow(
+                float(scores[winner]), float(self._thresholds[winner]), concept_id, _ms(started)
+            )
+        evidence = tuple(e for e in alias_hits if e.concept_id == concept_id)
+        if concept_id in best:
+            evidence += (best[concept_id],)
+        return Decision(
+            action=self._actions[winner],
+            concept_id=concept_id,
+            score=float(scores[winner]),
+            threshold=float(self._thresholds[winner]),
+            evidence=evidence,
+            latency_ms=_ms(started),
+        )
+
+    def _alias_evidence(self, turns: Sequence[str]) -> list[Evidence]:
+        hits: list[Evidence] = []
+        views = [NormalizedText.of(t) for t in turns]
+        for concept_id, patterns in self._aliases:
+            for turn, view in enumerate(views):
+                if any(p.matches(view) for p in patterns):
+                    hits.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
+                    break
+        return hits
+
+    def _embedding_scores(
+        self, segments: list[Segment]
+    ) -> tuple[np.ndarray, dict[str, Evidence]]:
+        """Per concept: max over segments of the negative-discounted similarity."""
+        n_concepts = len(self._ids)
+        scores = np.full(n_concepts, -1.0)
+        best: dict[str, Evidence] = {}
+        if not segments or not self._index.entries:
+            return scores, best
+        vectors = self._encoder.encode([s.text for s in segments])
+        sims, ids = self._index.search(vectors, TOP_K)
+        concept_of = self._entry_concept[ids]
+        negative = self._entry_negative[ids]
+        for row, segment in enumerate(segments):
+            positive = np.full(n_concepts, -1.0)
+            against = np.full(n_concepts, -1.0)
+            source_at: dict[int, int] = {}
+            for col in range(ids.shape[1]):
+                concept = int(concept_of[row, col])
+                if concept < 0:
+                    continue
+                sim = float(sims[row, col])
+                if negative[row, col]:
+                    against[concept] = max(against[concept], sim)
+                elif sim > positive[concept]:
+                    positive[concept] = sim
+                    source_at[concept] = int(ids[row, col])
+            effective = np.minimum(positive, 2 * positive - against)
+            for concept in np.flatnonzero(effective > scores):
+                scores[concept] = effective[concept]
+                cid = self._ids[concept]
+                best[cid] = Evidence(
+                    "embedding", cid, float(effective[concept]), segment.turn,
+                    self._entry_source[source_at[int(concept)]],
+                )  # fmt: skip
+        return scores, best
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,37 @@
+"""The exception hierarchy shared by every Nescio package.
+
+Everything Nescio raises on purpose derives from :class:`NescioError`, so callers can catch one
+type. The proxy maps each subclass to an OpenAI-shaped error in one place (`proxy.errors`).
+Messages never carry concept contents or secrets: they name files, lines, fields and ids only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NescioError(Exception):
+    """Base class of every error Nescio raises deliberately."""
+
+
+class ConceptFileError(NescioError):
+    """A concept list failed validation. Names the source, the line and the field at fault.
+
+    The running configuration is never touched by a failed load: loaders build a new object and
+    only a successful load replaces the old one.
+    """
+
+    def __init__(
+        self, source: str | Path, message: str, *, line: int | None = None, field: str | None = None
+    ) -> None:
+        self.source = str(source)
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = self.source if line is None else f"{self.source}:{line}"
+        what = f" field '{field}'" if field else ""
+        super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
+
+
+class GuardError(NescioError):
+    """Detection itself failed (encoder, index or corpus problem), not the request."""

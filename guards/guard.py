@@ -1,0 +1,119 @@
+"""The Guard: a concept list, its index and detector, and the interventions, behind one object.
+
+A Guard is immutable once built. Reloading a concept list means building a new Guard (off the
+event loop) and swapping the reference, so a request always sees one consistent configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from guards.concepts import ConceptList
+from guards.corpus import evidence_texts
+from guards.decision import Decision
+from guards.detector import Detector, EmbeddingAliasDetector
+from guards.encoder import DEFAULT_ENCODER, Encoder, load_encoder
+from guards.errors import GuardError
+from guards.index import Entry, FaissIndex
+from guards.interventions import Outcome, intervention_for
+
+log = logging.getLogger(__name__)
+GUARDED_ROLES = frozenset({"user", "system", "developer"})
+
+
+class Guard:
+    """Check conversations against a concept list and apply the matching policy."""
+
+    def __init__(self, concepts: ConceptList, detector: Detector, encoder_name: str) -> None:
+        self.concepts = concepts
+        self.detector = detector
+        self.encoder_name = encoder_name
+
+    @classmethod
+    def build(
+        cls,
+        concepts: ConceptList,
+        *,
+        encoder: Encoder | None = None,
+        cache_dir: Path | None = None,
+        progress: bool = False,
+    ) -> Guard:
+        """Encode the concepts' evidence (or reload it from ``cache_dir``) and build the detector."""
+        encoder = encoder or load_encoder(DEFAULT_ENCODER)
+        index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
+        return cls(concepts, EmbeddingAliasDetector(concepts, encoder, index), encoder.name)
+
+    def check(self, turns: Sequence[str]) -> Decision:
+        return self.detector.check(turns)
+
+    def check_messages(self, messages: Sequence[Any]) -> Decision:
+        return self.detector.check(turns_of_messages(messages))
+
+    def check_prompt(self, prompt: str | Sequence[str]) -> Decision:
+        return self.detector.check([prompt] if isinstance(prompt, str) else list(prompt))
+
+    async def acheck(self, turns: Sequence[str]) -> Decision:
+        """:meth:`check` in a worker thread, so encoding never blocks the event loop."""
+        return await asyncio.to_thread(self.detector.check, turns)
+
+    def intervene(self, body: Mapping[str, Any], decision: Decision) -> Outcome:
+        if decision.concept_id is None or not decision.in_scope:
+            raise GuardError("intervene() needs an in-scope decision")
+        concept = self.concepts.get(decision.concept_id)
+        policy = self.concepts.policy_of(concept)
+        return intervention_for(policy).apply(body, decision, concept, self.concepts)
+
+
+def turns_of_messages(messages: Sequence[Any]) -> list[str]:
+    """The guarded text of a chat: every user/system/developer turn, text parts of multi-part content."""
+    turns: list[str] = []
+    for message in messages:
+        if not isinstance(message, Mapping) or message.get("role") not in GUARDED_ROLES:
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            turns.append(content)
+        elif isinstance(content, list):
+            parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+            turns.append(" ".join(p for p in parts if isinstance(p, str)))
+    return turns
+
+
+def build_index(
+    concepts: ConceptList, encoder: Encoder, *, cache_dir: Path | None = None, progress: bool = False
+) -> FaissIndex:
+    """The FAISS index of every concept's evidence; reused from disk when nothing changed."""
+    folder = None
+    if cache_dir is not None:
+        folder = cache_dir / f"{encoder.name.replace('/', '_')}-{concepts.content_hash()[:24]}"
+        if (folder / "index.faiss").exists():
+            try:
+                return FaissIndex.load(folder)
+            except GuardError:
+                log.warning("index cache in %s is unreadable; rebuilding", folder)
+    entries: list[Entry] = []
+    texts: list[str] = []
+    for concept in concepts.concepts:
+        for source, text in evidence_texts(concepts, concept):
+            entries.append(Entry(concept.id, source))
+            texts.append(text)
+    vectors = _encode_all(encoder, texts, progress)
+    index = FaissIndex.build(vectors, entries)
+    if folder is not None:
+        index.save(folder)
+    return index
+
+
+def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 256) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    chunks = range(0, len(texts), batch)
+    bar = tqdm(chunks, desc="encoding concept evidence", unit="batch", disable=not progress)
+    return np.concatenate([encoder.encode(texts[i : i + batch]) for i in bar])

@@ -1,0 +1,81 @@
+"""Text normalisation for alias matching, robust to the usual obfuscation tricks.
+
+Users (and attackers) write "J.K. Rowling", "j k rowling", "Ｊ．Ｋ． Ｒｏｗｌｉｎｇ", "Rоwling" with a
+Cyrillic "о", "R0wl1ng", or "R o w l i n g". Everything is reduced to lowercase ASCII words: Unicode
+NFKC, a confusable-letter map, transliteration of accents, leetspeak digits, and punctuation and
+spacing collapsed. A second "squashed" form without spaces catches letter spacing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from unidecode import unidecode
+
+# Cyrillic and Greek letters that render like Latin ones; unidecode transliterates some of them
+# phonetically ("Ѕ" -> "Dz"), which is wrong for an attacker's look-alike substitution.
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+        "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
+        "ԛ": "q", "ԝ": "w", "ɡ": "g", "ℓ": "l",
+        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
+        "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+    }
+)  # fmt: skip
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
+
+
+def normalize(text: str) -> str:
+    """Lowercase ASCII words separated by single spaces."""
+    text = unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", text)).lower().translate(_CONFUSABLES)
+    return _NON_WORD.sub(" ", unidecode(text).lower()).strip()
+
+
+def deleet(normalized: str) -> str:
+    """Undo digit-for-letter substitutions on a normalised string ("r0wl1ng" -> "rowling")."""
+    return normalized.translate(_LEET)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedText:
+    """The views of one text that alias matching searches."""
+
+    spaced: str
+    squashed: str
+
+    @classmethod
+    def of(cls, text: str) -> NormalizedText:
+        spaced = normalize(text)
+        return cls(spaced=f" {spaced} ", squashed=deleet(spaced).replace(" ", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class AliasPattern:
+    """One surface form of a concept, ready to match.
+
+    Word-boundary matching on the spaced form (plain and de-leeted) for every alias; substring
+    matching on the squashed form only for long aliases, where an accidental hit inside other
+    words is unlikely.
+    """
+
+    spaced: str
+    squashed: str
+
+    MIN_SQUASHED = 8
+
+    @classmethod
+    def of(cls, alias: str) -> AliasPattern:
+        spaced = normalize(alias)
+        return cls(spaced=f" {spaced} ", squashed=deleet(spaced).replace(" ", ""))
+
+    def matches(self, text: NormalizedText) -> bool:
+        if self.spaced.strip() == "":
+            return False
+        if self.spaced in text.spaced or self.spaced in f" {deleet(text.spaced.strip())} ":
+            return True
+        return len(self.squashed) >= self.MIN_SQUASHED and self.squashed in text.squashed
