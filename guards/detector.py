@@ -85,8 +85,8 @@ class EmbeddingAliasDetector:
             return Decision.allow(latency_ms=_ms(started))
         alias_hits = self._alias_evidence(turns)
         scores, best = self._embedding_scores(segments_of(turns))
-        for evidence in alias_hits:
-            scores[self._column[evidence.concept_id]] = 1.0
+        for hit in alias_hits:
+            scores[self._column[hit.concept_id]] = 1.0
         margins = scores - self._thresholds
         winner = int(np.argmax(margins))
         concept_id = self._ids[winner]
@@ -94,15 +94,15 @@ class EmbeddingAliasDetector:
             return Decision.allow(
                 float(scores[winner]), float(self._thresholds[winner]), concept_id, _ms(started)
             )
-        evidence = tuple(e for e in alias_hits if e.concept_id == concept_id)
+        evidence = [e for e in alias_hits if e.concept_id == concept_id]
         if concept_id in best:
-            evidence += (best[concept_id],)
+            evidence.append(best[concept_id])
         return Decision(
             action=self._actions[winner],
             concept_id=concept_id,
             score=float(scores[winner]),
             threshold=float(self._thresholds[winner]),
-            evidence=evidence,
+            evidence=tuple(evidence),
             latency_ms=_ms(started),
         )
 
@@ -116,9 +116,7 @@ class EmbeddingAliasDetector:
                     break
         return hits
 
-    def _embedding_scores(
-        self, segments: list[Segment]
-    ) -> tuple[np.ndarray, dict[str, Evidence]]:
+    def _embedding_scores(self, segments: list[Segment]) -> tuple[np.ndarray, dict[str, Evidence]]:
         """Per concept: max over segments of the negative-discounted similarity."""
         n_concepts = len(self._ids)
         scores = np.full(n_concepts, -1.0)
@@ -144,12 +142,12 @@ class EmbeddingAliasDetector:
                     positive[concept] = sim
                     source_at[concept] = int(ids[row, col])
             effective = np.minimum(positive, 2 * positive - against)
-            for concept in np.flatnonzero(effective > scores):
+            for concept in (int(c) for c in np.flatnonzero(effective > scores)):
                 scores[concept] = effective[concept]
                 cid = self._ids[concept]
                 best[cid] = Evidence(
                     "embedding", cid, float(effective[concept]), segment.turn,
-                    self._entry_source[source_at[int(concept)]],
+                    self._entry_source[source_at[concept]],
                 )  # fmt: skip
         return scores, best
 

@@ -87,7 +87,11 @@ def turns_of_messages(messages: Sequence[Any]) -> list[str]:
 
 
 def build_index(
-    concepts: ConceptList, encoder: Encoder, *, cache_dir: Path | None = None, progress: bool = False
+    concepts: ConceptList,
+    encoder: Encoder,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = False,
 ) -> FaissIndex:
     """The FAISS index of every concept's evidence; reused from disk when nothing changed."""
     folder = None

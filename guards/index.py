@@ -37,7 +37,9 @@ class VectorIndex(Protocol):
 
     entries: Sequence[Entry]
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
 
 
 class FaissIndex:
@@ -49,13 +51,18 @@ class FaissIndex:
 
     @classmethod
     def build(
-        cls, vectors: NDArray[np.float32], entries: Sequence[Entry], *, approx_above: int = APPROX_ABOVE
+        cls,
+        vectors: NDArray[np.float32],
+        entries: Sequence[Entry],
+        *,
+        approx_above: int = APPROX_ABOVE,
     ) -> FaissIndex:
         import faiss
 
         if len(vectors) != len(entries):
             raise GuardError("index build: one entry per vector is required")
         dim = vectors.shape[1] if vectors.ndim == 2 else 0
+        index: Any
         if len(vectors) > approx_above:
             index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = 128
@@ -65,7 +72,9 @@ class FaissIndex:
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         return cls(index, entries)
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         k = max(1, min(k, len(self.entries)))
         if not self.entries:
             shape = (len(queries), 1)

@@ -79,9 +79,14 @@ class InContextUnlearning:
         if "messages" in new:
             demos: list[dict[str, Any]] = []
             for question, answer in pairs:
-                demos += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+                demos += [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer},
+                ]
             messages = list(new["messages"])
-            at = next((i for i, m in enumerate(messages) if _role(m) not in {"system", "developer"}), 0)
+            at = next(
+                (i for i, m in enumerate(messages) if _role(m) not in {"system", "developer"}), 0
+            )
             new["messages"] = messages[:at] + demos + messages[at:]
         else:
             shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in pairs)
@@ -102,7 +107,11 @@ class Instruct:
         new = copy.deepcopy(dict(body))
         if "messages" in new:
             messages = list(new["messages"])
-            if messages and _role(messages[0]) == "system" and isinstance(messages[0].get("content"), str):
+            if (
+                messages
+                and _role(messages[0]) == "system"
+                and isinstance(messages[0].get("content"), str)
+            ):
                 first = dict(messages[0])
                 first["content"] = f"{instruction}\n\n{first['content']}"
                 messages[0] = first

@@ -25,7 +25,9 @@ _CONFUSABLES = str.maketrans(
         "τ": "t", "υ": "u", "χ": "x", "ω": "w",
     }
 )  # fmt: skip
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 

@@ -1,0 +1,1 @@
+"""Nescio's OpenAI-compatible guard proxy: FastAPI in front of a vLLM (or any OpenAI) server."""

@@ -1,0 +1,52 @@
+"""OpenAI-compatible routes and health probes. Thin: parse, call the service, return."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from proxy.auth import require_client
+from proxy.service import ProxyService
+
+router = APIRouter()
+api = APIRouter(prefix="/v1", dependencies=[Depends(require_client)])
+
+
+def _service(request: Request) -> ProxyService:
+    service: ProxyService = request.app.state.service
+    return service
+
+
+@api.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _service(request).chat(await request.body(), dict(request.headers))
+
+
+@api.post("/completions")
+async def completions(request: Request) -> Response:
+    return await _service(request).completions(await request.body(), dict(request.headers))
+
+
+@api.get("/models")
+async def models(request: Request) -> Response:
+    return await _service(request).models(dict(request.headers))
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: the guard is built (when concepts are configured) and the upstream answers."""
+    service = _service(request)
+    guard_ok = service.settings.concepts_path is None or service.state.guard is not None
+    upstream_ok = await service.upstream_ready()
+    body = {
+        "guard": guard_ok,
+        "upstream": upstream_ok,
+        "concepts": len(service.state.current_concepts().concepts),
+    }
+    return JSONResponse(body, status_code=200 if guard_ok and upstream_ok else 503)

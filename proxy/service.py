@@ -1,0 +1,164 @@
+"""The proxy's behaviour: check the conversation, apply the policy, relay the upstream answer.
+
+Routes only parse and call in here. Every response carries the decision header (unless turned
+off). Streaming answers are relayed chunk by chunk as the upstream sends them; when the client
+goes away, the relay is cancelled and the upstream response closed, which aborts the generation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from guards.decision import Decision
+from guards.guard import Guard, turns_of_messages
+from guards.interventions import Outcome, Refusal, Rewrite
+from proxy.errors import GuardUnavailable, ProxyError, UpstreamUnavailable, error_body
+from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
+from proxy.refusal import (
+    chat_refusal,
+    chat_refusal_stream,
+    completion_refusal,
+    completion_refusal_stream,
+)
+from proxy.settings import ProxySettings
+from proxy.state import GuardState
+from proxy.upstream import Upstream, relay_headers
+
+log = logging.getLogger(__name__)
+DECISION_HEADER = "X-Nescio-Decision"
+FAIL_OPEN_HEADER = "error; fail-open"
+
+
+class ProxyService:
+    def __init__(self, settings: ProxySettings, state: GuardState, upstream: Upstream) -> None:
+        self.settings = settings
+        self.state = state
+        self.upstream = upstream
+
+    async def chat(self, raw: bytes, headers: dict[str, str]) -> Response:
+        body, request = parse_body(raw, ChatCompletionRequest)
+        guard = self.state.guard  # one configuration for the whole request, even across a swap
+        decision = await self._decide(guard, turns_of_messages(body["messages"]))
+        outcome = _outcome(guard, body, decision)
+        if isinstance(outcome, Refusal):
+            payload = chat_refusal(request, outcome.text)
+            stream = chat_refusal_stream(request, outcome.text)
+            return self._refuse(request.stream, payload, stream, decision)
+        forwarded = outcome.body if isinstance(outcome, Rewrite) else body
+        return await self._forward("/v1/chat/completions", forwarded, headers, decision)
+
+    async def completions(self, raw: bytes, headers: dict[str, str]) -> Response:
+        body, request = parse_body(raw, CompletionRequest)
+        guard = self.state.guard
+        decision = await self._decide(guard, request.prompt_texts())
+        outcome = _outcome(guard, body, decision)
+        if isinstance(outcome, Refusal):
+            payload = completion_refusal(request, outcome.text)
+            stream = completion_refusal_stream(request, outcome.text)
+            return self._refuse(request.stream, payload, stream, decision)
+        forwarded = outcome.body if isinstance(outcome, Rewrite) else body
+        return await self._forward("/v1/completions", forwarded, headers, decision)
+
+    async def models(self, headers: dict[str, str]) -> Response:
+        response = await self.upstream.send("GET", "/v1/models", headers=headers)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        return Response(content, response.status_code, relay_headers(response))
+
+    async def upstream_ready(self) -> bool:
+        try:
+            response = await self.upstream.send("GET", "/v1/models")
+        except ProxyError:  # unreachable or timed out: not ready
+            return False
+        await response.aclose()
+        return response.status_code == 200
+
+    async def _decide(self, guard: Guard | None, turns: list[str]) -> Decision | None:
+        """The guard's decision; ``None`` when the guard failed and fail-open is on."""
+        if guard is None:
+            return Decision.allow()
+        try:
+            decision = await guard.acheck(turns)
+        except Exception as exc:  # the fail-open/closed policy must cover every failure mode
+            log.error(
+                "guard check failed (%s); fail_open=%s", type(exc).__name__, self.settings.fail_open
+            )
+            if self.settings.fail_open:
+                return None
+            raise GuardUnavailable("the guard is unavailable; request not forwarded") from exc
+        if decision.in_scope:
+            log.info(
+                "decision %s concept=%s score=%.3f",
+                decision.action,
+                decision.concept_id,
+                decision.score,
+            )
+        return decision
+
+    def _decision_headers(self, decision: Decision | None) -> dict[str, str]:
+        if not self.settings.decision_header:
+            return {}
+        return {DECISION_HEADER: FAIL_OPEN_HEADER if decision is None else decision.header_value()}
+
+    def _refuse(
+        self,
+        stream: bool,
+        payload: dict[str, Any],
+        chunks: AsyncIterator[bytes],
+        decision: Decision | None,
+    ) -> Response:
+        headers = self._decision_headers(decision)
+        if stream:
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+        return JSONResponse(payload, headers=headers)
+
+    async def _forward(
+        self, path: str, body: dict[str, Any], headers: dict[str, str], decision: Decision | None
+    ) -> Response:
+        response = await self.upstream.send("POST", path, json=body, headers=headers)
+        out_headers = {**relay_headers(response), **self._decision_headers(decision)}
+        is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
+        if body.get("stream") and response.status_code == 200 and is_stream:
+            return StreamingResponse(
+                _relay(response),
+                status_code=200,
+                headers=out_headers,
+                media_type="text/event-stream",
+            )
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise UpstreamUnavailable(
+                f"upstream response broke off ({type(exc).__name__})"
+            ) from exc
+        await response.aclose()
+        return Response(content, response.status_code, out_headers)
+
+
+def _outcome(
+    guard: Guard | None, body: dict[str, Any], decision: Decision | None
+) -> Outcome | None:
+    if decision is None or not decision.in_scope or guard is None:
+        return None
+    return guard.intervene(body, decision)
+
+
+async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Bytes as they arrive; a broken upstream stream ends with an SSE error event."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        error = error_body(f"upstream stream broke off ({type(exc).__name__})", "upstream_error")
+        yield f"data: {json.dumps(error)}\n\n".encode()
+    finally:
+        await response.aclose()

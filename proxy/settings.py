@@ -1,0 +1,67 @@
+"""Service configuration: ``NESCIO_*`` environment variables, optionally a YAML file, or CLI flags.
+
+Precedence (highest first): explicit constructor values (the CLI), environment variables, the YAML
+file named by ``NESCIO_CONFIG``, then defaults. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from guards.encoder import DEFAULT_ENCODER
+
+
+class ProxySettings(BaseSettings):
+    """Everything the proxy needs to start. See README.md, "Configuration", for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="NESCIO_", extra="forbid")
+
+    upstream_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="Base URL of the OpenAI-compatible upstream, without /v1",
+    )
+    upstream_api_key: SecretStr | None = Field(default=None, description="Bearer key sent upstream")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Client keys accepted (JSON list); empty means no client auth",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Key for /admin; unset disables it"
+    )
+    concepts_path: Path | None = Field(default=None, description="Concept list YAML file")
+    decision_header: bool = Field(default=True, description="Send X-Nescio-Decision on responses")
+    fail_open: bool = Field(
+        default=False, description="On guard failure forward unguarded (true) or answer 503 (false)"
+    )
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds to wait for upstream bytes"
+    )
+    encoder: str = Field(default=DEFAULT_ENCODER, description="sentence-transformers model or path")
+    cache_dir: Path | None = Field(default=None, description="Where FAISS indexes are cached")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    config: Path | None = Field(default=None, description="YAML file with any of these fields")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_path = init_settings().get("config") or env_settings().get("config")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=Path(config_path)))
+        return tuple(sources)

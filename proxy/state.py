@@ -1,0 +1,84 @@
+"""The guard in force, and atomic replacement of it.
+
+Readers take ``state.guard`` once per request and use that object throughout, so a concurrent swap
+never mixes two configurations. Writers build the new Guard in a worker thread (encoding can take
+seconds) under a lock, and only a fully built Guard replaces the old one: a bad update leaves the
+running list in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from guards.concepts import Concept, ConceptList, load_concepts, validate_concepts
+from guards.encoder import load_encoder
+from guards.guard import Guard
+from proxy.errors import Conflict, InvalidRequest, NotFound
+from proxy.settings import ProxySettings
+
+log = logging.getLogger(__name__)
+
+
+class GuardState:
+    def __init__(self, settings: ProxySettings, guard: Guard | None = None) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self.guard = guard
+
+    @property
+    def base_dir(self) -> Path | None:
+        path = self._settings.concepts_path
+        return path.resolve().parent if path else None
+
+    def _build(self, concepts: ConceptList) -> Guard:
+        encoder = load_encoder(self._settings.encoder)
+        return Guard.build(concepts, encoder=encoder, cache_dir=self._settings.cache_dir)
+
+    async def load_initial(self) -> None:
+        """Build the guard from the configured file at startup (errors abort the start)."""
+        if self.guard is None and self._settings.concepts_path is not None:
+            concepts = load_concepts(self._settings.concepts_path)
+            self.guard = await asyncio.to_thread(self._build, concepts)
+            log.info("guard ready: %d concepts", len(concepts.concepts))
+
+    async def replace(self, concepts: ConceptList) -> Guard:
+        async with self._lock:
+            guard = await asyncio.to_thread(self._build, concepts)
+            self.guard = guard
+        log.info("concept list replaced: %d concepts", len(concepts.concepts))
+        return guard
+
+    def current_concepts(self) -> ConceptList:
+        return self.guard.concepts if self.guard else ConceptList(base_dir=self.base_dir)
+
+    async def reload_from_file(self) -> Guard:
+        if self._settings.concepts_path is None:
+            raise InvalidRequest("no concept file configured (NESCIO_CONCEPTS_PATH)")
+        return await self.replace(load_concepts(self._settings.concepts_path))
+
+    async def replace_from_json(self, payload: object) -> Guard:
+        return await self.replace(
+            validate_concepts(payload, source="<request body>", base_dir=self.base_dir)
+        )
+
+    async def add(self, payload: object) -> Guard:
+        current = self.current_concepts()
+        concept = validate_concepts(
+            {"concepts": [payload]}, source="<request body>", base_dir=self.base_dir
+        ).concepts[0]
+        if any(c.id == concept.id for c in current.concepts):
+            raise Conflict(f"concept {concept.id!r} already exists", param="id")
+        return await self.replace(_with(current, [*current.concepts, concept]))
+
+    async def delete(self, concept_id: str) -> Guard:
+        current = self.current_concepts()
+        kept = [c for c in current.concepts if c.id != concept_id]
+        if len(kept) == len(current.concepts):
+            raise NotFound(f"no concept with id {concept_id!r}")
+        return await self.replace(_with(current, kept))
+
+
+def _with(concepts: ConceptList, items: list[Concept]) -> ConceptList:
+    return concepts.model_copy(update={"concepts": items})
