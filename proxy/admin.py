@@ -6,14 +6,13 @@ the configured file, which is how a fleet picks up an updated ConfigMap (see dep
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from proxy.auth import require_admin
-from proxy.errors import InvalidRequest
+from proxy.protocol import loads_json
 from proxy.state import GuardState
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
@@ -25,10 +24,7 @@ def _state(request: Request) -> GuardState:
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    return loads_json(await request.body())
 
 
 def _listing(state: GuardState) -> dict[str, Any]:

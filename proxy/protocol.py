@@ -59,12 +59,21 @@ class CompletionRequest(OpenAIModel):
 Request = TypeVar("Request", bound=OpenAIModel)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def loads_json(raw: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity, which could not be forwarded); a 400 on anything else."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and rejected constants
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+
+
 def parse_body(raw: bytes, model: type[Request]) -> tuple[dict[str, Any], Request]:
     """Decode a JSON object and validate it; 400 in OpenAI's shape on any problem."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    body = loads_json(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     try:

@@ -18,7 +18,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from guards.decision import Decision
 from guards.guard import Guard, turns_of_messages
 from guards.interventions import Outcome, Refusal, Rewrite
-from proxy.errors import GuardUnavailable, ProxyError, UpstreamUnavailable, error_body
+from proxy.errors import (
+    GuardUnavailable,
+    ProxyError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_body,
+)
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
 from proxy.refusal import (
     chat_refusal,
@@ -135,6 +141,11 @@ class ProxyService:
             )
         try:
             content = await response.aread()
+        except httpx.TimeoutException as exc:
+            await response.aclose()
+            raise UpstreamTimeout(
+                f"upstream did not answer in time ({type(exc).__name__})"
+            ) from exc
         except httpx.HTTPError as exc:
             await response.aclose()
             raise UpstreamUnavailable(

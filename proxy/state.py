@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from guards.concepts import Concept, ConceptList, load_concepts, validate_concepts
@@ -44,7 +45,13 @@ class GuardState:
             log.info("guard ready: %d concepts", len(concepts.concepts))
 
     async def replace(self, concepts: ConceptList) -> Guard:
+        return await self._update(lambda _: concepts)
+
+    async def _update(self, change: Callable[[ConceptList], ConceptList]) -> Guard:
+        """Apply ``change`` to the list in force and swap in its guard, one writer at a time, so
+        concurrent edits never build on a stale list (no lost update, no duplicate add)."""
         async with self._lock:
+            concepts = change(self.current_concepts())
             guard = await asyncio.to_thread(self._build, concepts)
             self.guard = guard
         log.info("concept list replaced: %d concepts", len(concepts.concepts))
@@ -64,20 +71,25 @@ class GuardState:
         )
 
     async def add(self, payload: object) -> Guard:
-        current = self.current_concepts()
         concept = validate_concepts(
             {"concepts": [payload]}, source="<request body>", base_dir=self.base_dir
         ).concepts[0]
-        if any(c.id == concept.id for c in current.concepts):
-            raise Conflict(f"concept {concept.id!r} already exists", param="id")
-        return await self.replace(_with(current, [*current.concepts, concept]))
+
+        def added(current: ConceptList) -> ConceptList:
+            if any(c.id == concept.id for c in current.concepts):
+                raise Conflict(f"concept {concept.id!r} already exists", param="id")
+            return _with(current, [*current.concepts, concept])
+
+        return await self._update(added)
 
     async def delete(self, concept_id: str) -> Guard:
-        current = self.current_concepts()
-        kept = [c for c in current.concepts if c.id != concept_id]
-        if len(kept) == len(current.concepts):
-            raise NotFound(f"no concept with id {concept_id!r}")
-        return await self.replace(_with(current, kept))
+        def deleted(current: ConceptList) -> ConceptList:
+            kept = [c for c in current.concepts if c.id != concept_id]
+            if len(kept) == len(current.concepts):
+                raise NotFound(f"no concept with id {concept_id!r}")
+            return _with(current, kept)
+
+        return await self._update(deleted)
 
 
 def _with(concepts: ConceptList, items: list[Concept]) -> ConceptList:
