@@ -200,6 +200,7 @@ def validate_concepts(
         data = {}
     if not isinstance(data, dict):
         raise ConceptFileError(source, "top level must be a mapping with a 'concepts' list", line=1)
+    _check_unique_ids(data, source, root)
     try:
         concepts = ConceptList.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
@@ -213,6 +214,23 @@ def validate_concepts(
         ) from exc
     _check_corpus_files(concepts, source, root)
     return concepts
+
+
+def _check_unique_ids(data: dict[str, Any], source: str | Path, root: yaml.Node | None) -> None:
+    """Duplicate ids, reported at the second occurrence (the model validator cannot say where)."""
+    items = data.get("concepts")
+    seen: set[str] = set()
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        concept_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(concept_id, str) and concept_id in seen:
+            raise ConceptFileError(
+                source,
+                f"duplicate concept id {concept_id!r}",
+                line=_line_of(root, ("concepts", i, "id")),
+                field=f"concepts[{concept_id}].id",
+            )
+        if isinstance(concept_id, str):
+            seen.add(concept_id)
 
 
 def _check_corpus_files(concepts: ConceptList, source: str | Path, root: yaml.Node | None) -> None:
@@ -233,6 +251,8 @@ def _field_name(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     node: Any = data
     for key in loc:
+        if not isinstance(node, dict | list):
+            break  # the rest of the location names union members, not fields
         if isinstance(key, int):
             label = str(key)
             if isinstance(node, list) and key < len(node) and isinstance(node[key], dict):

@@ -35,3 +35,7 @@ class ConceptFileError(NescioError):
 
 class GuardError(NescioError):
     """Detection itself failed (encoder, index or corpus problem), not the request."""
+
+
+class CalibrationError(NescioError):
+    """Thresholds cannot be fitted as asked (too few labelled items, unknown concept ids)."""

@@ -82,7 +82,7 @@ def turns_of_messages(messages: Sequence[Any]) -> list[str]:
             turns.append(content)
         elif isinstance(content, list):
             parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
-            turns.append(" ".join(p for p in parts if isinstance(p, str)))
+            turns.append(" ".join(p for p in parts if isinstance(p, str) and p.strip()))
     return turns
 
 

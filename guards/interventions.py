@@ -85,7 +85,8 @@ class InContextUnlearning:
                 ]
             messages = list(new["messages"])
             at = next(
-                (i for i, m in enumerate(messages) if _role(m) not in {"system", "developer"}), 0
+                (i for i, m in enumerate(messages) if _role(m) not in {"system", "developer"}),
+                len(messages),
             )
             new["messages"] = messages[:at] + demos + messages[at:]
         else:
@@ -146,7 +147,7 @@ def _mask(text: str, concept: Concept, named: bool) -> str:
     if named:
         return text
     for form in sorted(concept.surface_forms, key=len, reverse=True):
-        text = re.sub(rf"\b{re.escape(form)}\b", MASK, text, flags=re.IGNORECASE)
+        text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", MASK, text, flags=re.IGNORECASE)
     return text
 
 

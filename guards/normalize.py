@@ -23,18 +23,21 @@ _CONFUSABLES = str.maketrans(
         "ԛ": "q", "ԝ": "w", "ɡ": "g", "ℓ": "l",
         "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
         "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+        "Η": "h", "Ν": "n", "Υ": "y",
     }
 )  # fmt: skip
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
-)
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
+# Symbols standing for letters; mapped before normalisation, which would drop them.
+_LEET_SYMBOLS = str.maketrans({"@": "a", "$": "s"})
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 
 
 def normalize(text: str) -> str:
     """Lowercase ASCII words separated by single spaces."""
-    text = unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", text)).lower().translate(_CONFUSABLES)
+    text = unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", text))
+    # Before lowercasing too: capital Eta looks like "H", its lowercase like "n".
+    text = text.translate(_CONFUSABLES).lower().translate(_CONFUSABLES)
     return _NON_WORD.sub(" ", unidecode(text).lower()).strip()
 
 
@@ -48,12 +51,13 @@ class NormalizedText:
     """The views of one text that alias matching searches."""
 
     spaced: str
+    leet: str
     squashed: str
 
     @classmethod
     def of(cls, text: str) -> NormalizedText:
-        spaced = normalize(text)
-        return cls(spaced=f" {spaced} ", squashed=deleet(spaced).replace(" ", ""))
+        leet = deleet(normalize(text.translate(_LEET_SYMBOLS)))
+        return cls(spaced=f" {normalize(text)} ", leet=f" {leet} ", squashed=leet.replace(" ", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,6 @@ class AliasPattern:
     def matches(self, text: NormalizedText) -> bool:
         if self.spaced.strip() == "":
             return False
-        if self.spaced in text.spaced or self.spaced in f" {deleet(text.spaced.strip())} ":
+        if self.spaced in text.spaced or self.spaced in text.leet:
             return True
         return len(self.squashed) >= self.MIN_SQUASHED and self.squashed in text.squashed

@@ -1,0 +1,317 @@
+"""Fitting per-concept thresholds on labelled examples, measured on data they were not fitted on.
+
+For each concept, the in-scope items are its ``examples`` (plus extra positives) and the
+out-of-scope items are its hard ``negatives``, the other concepts' examples (plus extra
+negatives). A seeded, stratified split keeps a held-out part aside (30 %), or, when a concept has
+too few items for that, k-fold cross-validation holds out each fold in turn.
+
+Two rules keep the reported numbers honest:
+
+- the threshold is chosen on fit-split scores only, and precision/recall are computed on
+  held-out items only;
+- an item is never scored by a guard that indexes it. A concept's own examples and negatives are
+  index evidence, so a guard that still held them would score a held-out example 1.0 against
+  itself. Every score therefore comes from the real detector on a single-concept guard built
+  without the items being scored (and, while fitting, without the held-out items either).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from guards.concepts import Calibration, Concept, ConceptList
+from guards.encoder import Encoder, Vectors
+from guards.errors import CalibrationError, ConceptFileError
+from guards.guard import Guard
+
+MIN_PER_CLASS_FOR_HOLDOUT = 10
+
+
+class CalibrationSettings(BaseModel):
+    """How thresholds are fitted: the false-positive budget and the split."""
+
+    target_fpr: float = Field(default=0.05, ge=0.0, le=1.0)
+    holdout: float = Field(default=0.3, gt=0.0, lt=1.0)
+    folds: int = Field(default=5, ge=2)
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledText:
+    """One extra labelled prompt; ``concept_id`` None means out of scope for every concept."""
+
+    text: str
+    concept_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    text: str
+    positive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptResult:
+    """The outcome for one concept: a calibration to store, or why there is none."""
+
+    concept_id: str
+    calibration: Calibration | None
+    false_positive_rate: float = 0.0
+    skipped: str | None = None
+
+
+class MemoEncoder:
+    """Encodes each distinct text once; calibration rebuilds many guards over the same texts."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._cache: dict[str, Vectors] = {}
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            for text, vector in zip(missing, self.inner.encode(missing), strict=True):
+                self._cache[text] = vector
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+def read_labelled(path: Path, *, known: set[str], require_concept: bool) -> list[LabelledText]:
+    """JSONL ``{"text": ..., "concept_id": ...}``; errors name the file, line and field."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConceptFileError(path, f"cannot read file: {exc}") from exc
+    items: list[LabelledText] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConceptFileError(path, f"invalid JSON: {exc.msg}", line=number) from exc
+        if not isinstance(row, dict):
+            raise ConceptFileError(path, "each line must be a JSON object", line=number)
+        text, concept_id = row.get("text"), row.get("concept_id")
+        if not isinstance(text, str) or not text.strip():
+            raise ConceptFileError(path, "must be a non-empty string", line=number, field="text")
+        if concept_id is None and not require_concept:
+            items.append(LabelledText(text, None))
+            continue
+        if not isinstance(concept_id, str) or concept_id not in known:
+            reason = "required" if concept_id is None else f"unknown concept id {concept_id!r}"
+            raise ConceptFileError(path, reason, line=number, field="concept_id")
+        items.append(LabelledText(text, concept_id))
+    return items
+
+
+def labelled_items(
+    concepts: ConceptList,
+    concept: Concept,
+    positives: Iterable[LabelledText] = (),
+    negatives: Iterable[LabelledText] = (),
+) -> list[Item]:
+    """The concept's in-scope and hard out-of-scope items, deduplicated; positives win ties."""
+    pos = [*concept.examples, *(p.text for p in positives if p.concept_id == concept.id)]
+    others = [e for c in concepts.concepts if c.id != concept.id for e in c.examples]
+    own_negatives = [n.text for n in negatives if n.concept_id in {None, concept.id}]
+    neg = [*concept.negatives, *others, *own_negatives]
+    seen: set[str] = set()
+    items: list[Item] = []
+    for text, positive in [*((t, True) for t in pos), *((t, False) for t in neg)]:
+        if text not in seen:
+            seen.add(text)
+            items.append(Item(text, positive))
+    return items
+
+
+def stratified_folds(items: Sequence[Item], k: int, seed: int) -> list[list[Item]]:
+    """``k`` disjoint folds covering ``items``, each class shuffled (seeded) and dealt round-robin."""
+    folds: list[list[Item]] = [[] for _ in range(k)]
+    rng = random.Random(seed)
+    for label in (True, False):
+        group = sorted((i for i in items if i.positive is label), key=lambda i: i.text)
+        rng.shuffle(group)
+        for n, item in enumerate(group):
+            folds[n % k].append(item)
+    return folds
+
+
+def holdout_split(items: Sequence[Item], fraction: float, seed: int) -> list[Item]:
+    """The held-out items: ``fraction`` of each class (at least one), seeded."""
+    rng = random.Random(seed)
+    held: list[Item] = []
+    for label in (True, False):
+        group = sorted((i for i in items if i.positive is label), key=lambda i: i.text)
+        rng.shuffle(group)
+        held += group[: max(1, math.ceil(fraction * len(group)))]
+    return held
+
+
+def choose_threshold(
+    positive: Sequence[float], negative: Sequence[float], target_fpr: float
+) -> float:
+    """The lowest threshold (highest recall) whose false-positive rate on ``negative`` is within
+    ``target_fpr``; placed midway to the next score up, so it does not sit on a fitted item.
+
+    A text is in scope when its score is at least the threshold.
+    """
+    if not negative:
+        raise CalibrationError("cannot fit a threshold without out-of-scope examples")
+    ranked = sorted(negative, reverse=True)
+    allowed = math.floor(target_fpr * len(ranked) + 1e-9)
+    if allowed >= len(ranked):
+        return max(-1.0, min([*positive, *negative]))
+    bound = ranked[allowed]
+    above = [s for s in (*positive, *negative) if s > bound]
+    threshold = (bound + min(above)) / 2 if above else bound + 1e-6
+    return min(1.0, threshold)
+
+
+class ConceptCalibrator:
+    """Scores and fits one concept. Every score comes from a guard that does not index the item."""
+
+    def __init__(
+        self,
+        concepts: ConceptList,
+        concept: Concept,
+        encoder: Encoder,
+        settings: CalibrationSettings,
+    ) -> None:
+        self._concepts = concepts
+        self._concept = concept
+        self._encoder = encoder
+        self._settings = settings
+
+    def score(self, items: Sequence[Item], excluded: Iterable[Item]) -> list[float]:
+        """Detector scores for ``items`` from a guard built without ``items`` and ``excluded``."""
+        drop = {i.text for i in items} | {i.text for i in excluded}
+        concept = self._concept.model_copy(
+            update={
+                "examples": [e for e in self._concept.examples if e not in drop],
+                "negatives": [n for n in self._concept.negatives if n not in drop],
+                "threshold": 1.0,
+                "calibration": None,
+            }
+        )
+        single = self._concepts.model_copy(update={"concepts": [concept]})
+        guard = Guard.build(single, encoder=self._encoder)
+        return [guard.check([item.text]).score for item in items]
+
+    def fit(self, items: Sequence[Item], held_out: Sequence[Item]) -> float:
+        """A threshold from out-of-fold scores of ``items``; ``held_out`` never enters a guard."""
+        k = min(self._settings.folds, len(items))
+        pos: list[float] = []
+        neg: list[float] = []
+        for fold in stratified_folds(items, k, self._settings.seed):
+            if not fold:
+                continue
+            for item, score in zip(fold, self.score(fold, held_out), strict=True):
+                (pos if item.positive else neg).append(score)
+        return choose_threshold(pos, neg, self._settings.target_fpr)
+
+    def run(self, items: Sequence[Item]) -> ConceptResult:
+        n_pos = sum(i.positive for i in items)
+        n_neg = len(items) - n_pos
+        if min(n_pos, n_neg) < 2:
+            reason = f"needs at least 2 in-scope and 2 out-of-scope items (has {n_pos}/{n_neg})"
+            return ConceptResult(self._concept.id, None, skipped=reason)
+        settings = self._settings
+        if min(n_pos, n_neg) >= MIN_PER_CLASS_FOR_HOLDOUT:
+            held = holdout_split(items, settings.holdout, settings.seed)
+            held_texts = {h.text for h in held}
+            fit_items = [i for i in items if i.text not in held_texts]
+            threshold = self.fit(fit_items, held)
+            predictions = self._predict(held, threshold)
+            split = f"holdout {settings.holdout:.0%} (seed {settings.seed})"
+        else:
+            k = min(settings.folds, n_pos, n_neg)
+            predictions = []
+            for held in stratified_folds(items, k, settings.seed):
+                held_texts = {h.text for h in held}
+                fit_items = [i for i in items if i.text not in held_texts]
+                predictions += self._predict(held, self.fit(fit_items, held))
+            threshold = self.fit(items, ())
+            split = f"{k}-fold cross-validation (seed {settings.seed})"
+        return self._result(threshold, predictions, n_pos, n_neg, split)
+
+    def _predict(self, held: Sequence[Item], threshold: float) -> list[tuple[bool, bool]]:
+        scores = self.score(held, ())
+        return [
+            (item.positive, score >= threshold) for item, score in zip(held, scores, strict=True)
+        ]
+
+    def _result(
+        self,
+        threshold: float,
+        predictions: Sequence[tuple[bool, bool]],
+        n_pos: int,
+        n_neg: int,
+        split: str,
+    ) -> ConceptResult:
+        tp = sum(truth and flagged for truth, flagged in predictions)
+        fp = sum(flagged and not truth for truth, flagged in predictions)
+        positives = sum(truth for truth, _ in predictions)
+        negatives = len(predictions) - positives
+        calibration = Calibration(
+            threshold=round(threshold, 4),
+            encoder=self._encoder.name,
+            precision=round(tp / (tp + fp), 4) if tp + fp else 0.0,
+            recall=round(tp / positives, 4) if positives else 0.0,
+            n_positive=n_pos,
+            n_negative=n_neg,
+            split=split,
+            fitted_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        fpr = fp / negatives if negatives else 0.0
+        return ConceptResult(self._concept.id, calibration, false_positive_rate=fpr)
+
+
+def calibrate(
+    concepts: ConceptList,
+    encoder: Encoder,
+    *,
+    settings: CalibrationSettings | None = None,
+    positives: Sequence[LabelledText] = (),
+    negatives: Sequence[LabelledText] = (),
+    only: Sequence[str] = (),
+    progress: bool = False,
+) -> list[ConceptResult]:
+    """Fit and measure a threshold for each concept (or those in ``only``)."""
+    settings = settings or CalibrationSettings()
+    memo = MemoEncoder(encoder)
+    unknown = sorted(set(only) - {c.id for c in concepts.concepts})
+    if unknown:
+        raise CalibrationError(f"unknown concept id(s): {', '.join(unknown)}")
+    chosen = [c for c in concepts.concepts if not only or c.id in only]
+    results = []
+    for concept in tqdm(chosen, desc="calibrating", unit="concept", disable=not progress):
+        items = labelled_items(concepts, concept, positives, negatives)
+        memo.encode([item.text for item in items])  # one batch instead of one call per item
+        results.append(ConceptCalibrator(concepts, concept, memo, settings).run(items))
+    return results
+
+
+def apply_results(concepts: ConceptList, results: Sequence[ConceptResult]) -> ConceptList:
+    """A copy of ``concepts`` with ``threshold: calibrated`` and the fitted block per concept."""
+    fitted = {r.concept_id: r.calibration for r in results if r.calibration is not None}
+    updated = [
+        c.model_copy(update={"threshold": "calibrated", "calibration": fitted[c.id]})
+        if c.id in fitted
+        else c
+        for c in concepts.concepts
+    ]
+    return concepts.model_copy(update={"concepts": updated})

@@ -1,0 +1,161 @@
+"""``nescio calibrate``: fit per-concept thresholds and write them back into the concept file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from guards.concepts import ConceptList
+
+if TYPE_CHECKING:
+    from guards.calibrate import ConceptResult
+
+DESCRIPTION = """\
+Fit each concept's detection threshold from labelled prompts and store it, with its measured
+precision and recall, in a 'calibration:' block next to the concept ('threshold: calibrated').
+
+In scope: the concept's 'examples' (+ --positives). Out of scope: its 'negatives', the other
+concepts' examples (+ --negatives). The threshold is the lowest one whose false-positive rate on
+the fit split stays within --target-fpr; precision and recall are then measured only on held-out
+items (a 30% split, or k-fold cross-validation for concepts with fewer than 10 items per class).
+Held-out items are also removed from the index while they are scored, so an example never
+matches itself."""
+
+EPILOG = """\
+examples:
+  nescio calibrate examples/concepts.yaml --dry-run
+  nescio calibrate concepts.yaml --positives pos.jsonl --negatives neg.jsonl --target-fpr 0.02
+  nescio calibrate concepts.yaml --concept harry-potter --output calibrated.yaml
+
+files:
+  --positives: JSONL lines {"concept_id": "harry-potter", "text": "Who is Hagrid?"}
+  --negatives: JSONL lines {"text": "Who wrote Dune?"}, optionally with a concept_id to apply
+               the negative to that concept only.
+Writing goes through the schema, so YAML comments in the concept file are not kept."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``calibrate`` to the ``nescio`` command."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit per-concept thresholds on held-out examples and store them in the concept file",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("concepts", type=Path, help="concept list YAML to calibrate")
+    parser.add_argument("--positives", type=Path, help="extra in-scope prompts (JSONL)")
+    parser.add_argument("--negatives", type=Path, help="extra out-of-scope prompts (JSONL)")
+    parser.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.05,
+        help="largest false-positive rate allowed on the fit split (default 0.05)",
+    )
+    parser.add_argument(
+        "--holdout", type=float, default=0.3, help="held-out fraction (default 0.3)"
+    )
+    parser.add_argument(
+        "--folds", type=int, default=5, help="folds for small concepts and scoring (default 5)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument(
+        "--concept",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="calibrate only this concept (repeatable; default all)",
+    )
+    parser.add_argument("--encoder", default="minilm", help="sentence encoder (default minilm)")
+    parser.add_argument(
+        "--output", type=Path, help="write here instead of overwriting the concept file"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the fitted thresholds, write nothing"
+    )
+    parser.set_defaults(handler=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Handler of ``nescio calibrate``; returns the exit status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from guards.calibrate import CalibrationSettings, apply_results, calibrate, read_labelled
+    from guards.concepts import load_concepts
+    from guards.encoder import load_encoder
+    from guards.errors import CalibrationError
+
+    concepts = load_concepts(args.concepts)
+    known = {c.id for c in concepts.concepts}
+    positives = (
+        read_labelled(args.positives, known=known, require_concept=True) if args.positives else []
+    )
+    negatives = (
+        read_labelled(args.negatives, known=known, require_concept=False) if args.negatives else []
+    )
+    try:
+        settings = CalibrationSettings(
+            target_fpr=args.target_fpr, holdout=args.holdout, folds=args.folds, seed=args.seed
+        )
+    except ValueError as exc:
+        raise CalibrationError(f"invalid option: {exc}") from exc
+    results = calibrate(
+        concepts,
+        load_encoder(args.encoder),
+        settings=settings,
+        positives=positives,
+        negatives=negatives,
+        only=args.concept,
+        progress=True,
+    )
+    print_results(results, settings.target_fpr, out)
+    if not any(r.calibration for r in results):
+        raise CalibrationError("no concept could be calibrated")
+    if args.dry_run:
+        print("dry run: nothing written", file=out)
+        return 0
+    target = args.output or args.concepts
+    write_concepts(apply_results(concepts, results), target, args.concepts)
+    print(f"wrote {target}", file=out)
+    return 0
+
+
+def print_results(results: Sequence[ConceptResult], target_fpr: float, out: TextIO) -> None:
+    header = f"{'concept':<24} {'threshold':>9} {'precision':>9} {'recall':>7} {'FPR':>6}  "
+    print(header + "n_pos/n_neg  split", file=out)
+    for result in results:
+        fitted = result.calibration
+        if fitted is None:
+            print(f"{result.concept_id:<24} skipped: {result.skipped}", file=out)
+            continue
+        print(
+            f"{result.concept_id:<24} {fitted.threshold:>9.3f} {fitted.precision:>9.3f} "
+            f"{fitted.recall:>7.3f} {result.false_positive_rate:>6.3f}  "
+            f"{fitted.n_positive:>5}/{fitted.n_negative:<5}  {fitted.split}",
+            file=out,
+        )
+    print(
+        f"Thresholds were chosen on fit-split scores (target FPR {target_fpr:g}); precision, "
+        "recall and FPR were measured only on held-out items, each scored by a guard that did "
+        "not index it. Cross-validated rows report the pooled held-out folds; their stored "
+        "threshold is refitted on all items.",
+        file=out,
+    )
+
+
+def write_concepts(concepts: ConceptList, target: Path, source: Path) -> None:
+    """Write ``concepts``; corpus paths become absolute when the file moves to another folder."""
+    if target.resolve().parent != source.resolve().parent:
+        updated = [
+            c.model_copy(
+                update={
+                    "forget_corpus": [concepts.corpus_path(p).resolve() for p in c.forget_corpus]
+                }
+            )
+            for c in concepts.concepts
+        ]
+        concepts = concepts.model_copy(update={"concepts": updated})
+    target.write_text(concepts.to_yaml(), encoding="utf-8")
