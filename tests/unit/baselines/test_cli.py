@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from evals.baselines.cli import parse_params, register
-from proxy.cli import main
 from evals.baselines.errors import BaselineError
+from proxy.cli import main
 
 
 def parser() -> argparse.ArgumentParser:
