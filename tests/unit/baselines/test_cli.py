@@ -21,7 +21,7 @@ def test_register_adds_the_three_commands_with_handlers() -> None:
     args = parser().parse_args(
         ["unlearn", "--method", "npo", "--model", "m", "--out", "o", "--param", "beta=0.2"]
     )
-    assert callable(args.func) and args.forget == "forget01" and args.param == ["beta=0.2"]
+    assert callable(args.handler) and args.forget == "forget01" and args.param == ["beta=0.2"]
     args = parser().parse_args(["finetune", "--base", "b", "--out", "o", "--authors", "6"])
     assert args.split == "full" and args.authors == 6
     args = parser().parse_args(["compare", "--retain-model", "r", "--out", "o"])
