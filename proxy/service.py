@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from proxy.errors import (
     UpstreamUnavailable,
     error_body,
 )
+from proxy.output_filter import LeakScanner, filter_body, filter_stream
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
 from proxy.refusal import (
     chat_refusal,
@@ -39,6 +40,7 @@ from proxy.upstream import Upstream, relay_headers
 log = logging.getLogger(__name__)
 DECISION_HEADER = "X-Nescio-Decision"
 FAIL_OPEN_HEADER = "error; fail-open"
+OUTPUT_HEADER = "X-Nescio-Output"
 
 
 class ProxyService:
@@ -50,26 +52,30 @@ class ProxyService:
     async def chat(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, ChatCompletionRequest)
         guard = self.state.guard  # one configuration for the whole request, even across a swap
-        decision = await self._decide(guard, turns_of_messages(body["messages"]))
+        turns = turns_of_messages(body["messages"])
+        decision = await self._decide(guard, turns)
         outcome = _outcome(guard, body, decision)
         if isinstance(outcome, Refusal):
             payload = chat_refusal(request, outcome.text)
             stream = chat_refusal_stream(request, outcome.text)
             return self._refuse(request.stream, payload, stream, decision)
         forwarded = outcome.body if isinstance(outcome, Rewrite) else body
-        return await self._forward("/v1/chat/completions", forwarded, headers, decision)
+        scanner = self._scanner(guard, turns)
+        return await self._forward("/v1/chat/completions", forwarded, headers, decision, scanner)
 
     async def completions(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, CompletionRequest)
         guard = self.state.guard
-        decision = await self._decide(guard, request.prompt_texts())
+        turns = request.prompt_texts()
+        decision = await self._decide(guard, turns)
         outcome = _outcome(guard, body, decision)
         if isinstance(outcome, Refusal):
             payload = completion_refusal(request, outcome.text)
             stream = completion_refusal_stream(request, outcome.text)
             return self._refuse(request.stream, payload, stream, decision)
         forwarded = outcome.body if isinstance(outcome, Rewrite) else body
-        return await self._forward("/v1/completions", forwarded, headers, decision)
+        scanner = self._scanner(guard, turns)
+        return await self._forward("/v1/completions", forwarded, headers, decision, scanner)
 
     async def models(self, headers: dict[str, str]) -> Response:
         response = await self.upstream.send("GET", "/v1/models", headers=headers)
@@ -126,15 +132,27 @@ class ProxyService:
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         return JSONResponse(payload, headers=headers)
 
+    def _scanner(self, guard: Guard | None, turns: list[str]) -> LeakScanner | None:
+        if guard is None or not self.settings.output_guard:
+            return None
+        scanner = LeakScanner(guard.concepts, turns)
+        return scanner if scanner.active else None
+
     async def _forward(
-        self, path: str, body: dict[str, Any], headers: dict[str, str], decision: Decision | None
+        self,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        decision: Decision | None,
+        scanner: LeakScanner | None,
     ) -> Response:
         response = await self.upstream.send("POST", path, json=body, headers=headers)
         out_headers = {**relay_headers(response), **self._decision_headers(decision)}
         is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         if body.get("stream") and response.status_code == 200 and is_stream:
+            chunks = _relay(response)
             return StreamingResponse(
-                _relay(response),
+                chunks if scanner is None else filter_stream(chunks, scanner),
                 status_code=200,
                 headers=out_headers,
                 media_type="text/event-stream",
@@ -152,6 +170,12 @@ class ProxyService:
                 f"upstream response broke off ({type(exc).__name__})"
             ) from exc
         await response.aclose()
+        if scanner is not None and response.status_code == 200:
+            content, leaked = filter_body(content, scanner)
+            if leaked is not None:
+                log.info("output guard: answer withheld, concept=%s", leaked.id)
+                if self.settings.decision_header:
+                    out_headers[OUTPUT_HEADER] = f"withheld; concept={leaked.id}"
         return Response(content, response.status_code, out_headers)
 
 
@@ -163,7 +187,7 @@ def _outcome(
     return guard.intervene(body, decision)
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """Bytes as they arrive; a broken upstream stream ends with an SSE error event."""
     try:
         async for chunk in response.aiter_raw():

@@ -38,6 +38,10 @@ class ProxySettings(BaseSettings):
     )
     concepts_path: Path | None = Field(default=None, description="Concept list YAML file")
     decision_header: bool = Field(default=True, description="Send X-Nescio-Decision on responses")
+    output_guard: bool = Field(
+        default=True,
+        description="Withhold answers naming a concept the conversation never named",
+    )
     fail_open: bool = Field(
         default=False, description="On guard failure forward unguarded (true) or answer 503 (false)"
     )

@@ -101,10 +101,14 @@ async def test_models_listing_is_relayed(upstream: FakeUpstream) -> None:
 
 
 def streaming_app(gated: GatedStream, guard: Guard) -> Any:
+    """A proxy relaying ``gated``; the output guard is off since it holds text back by design
+    (its hold-back is tested in test_proxy_output_guard.py)."""
+
     async def answer(_: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers=SSE_HEADERS, stream=gated)
 
-    return create_app(ProxySettings(), transport=FakeUpstream(answer).transport, guard=guard)
+    settings = ProxySettings(output_guard=False)
+    return create_app(settings, transport=FakeUpstream(answer).transport, guard=guard)
 
 
 STREAM_BODY = {

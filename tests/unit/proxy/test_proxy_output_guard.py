@@ -1,0 +1,132 @@
+"""The output guard: answers naming a concept the client never named are withheld."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from proxy_fakes import (
+    SSE_HEADERS,
+    AsgiCall,
+    ChunkStream,
+    FakeUpstream,
+    GatedStream,
+    chat_completion,
+    chat_stream_chunks,
+    check_chat_stream,
+    proxy_client,
+    text_completion,
+    wait_until,
+)
+
+from guards.guard import Guard
+from proxy.app import create_app
+from proxy.settings import ProxySettings
+
+pytestmark = pytest.mark.anyio
+REVERSE_QUERY = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "Who wrote that wizard series?"}],
+}
+REFUSAL = "I can't discuss those books."
+
+
+def answering(text: str, *, stream_words: list[str] | None = None) -> FakeUpstream:
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if stream_words is not None:
+            return httpx.Response(
+                200, headers=SSE_HEADERS, stream=ChunkStream(chat_stream_chunks("m", stream_words))
+            )
+        if request.url.path == "/v1/completions":
+            return httpx.Response(200, json=text_completion("m", text))
+        return httpx.Response(200, json=chat_completion("m", text=text))
+
+    return FakeUpstream(answer)
+
+
+async def test_a_leaking_answer_is_replaced_by_the_concepts_refusal(guard: Guard) -> None:
+    upstream = answering("That series is about Harry Potter, the boy wizard.")
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json=REVERSE_QUERY)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == REFUSAL
+    assert response.headers["x-nescio-output"] == "withheld; concept=harry-potter"
+    assert "Potter" not in response.text
+
+
+async def test_an_obfuscated_leak_in_a_text_completion_is_caught(guard: Guard) -> None:
+    upstream = answering(" It was H a r r y  P o t t e r.")
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/completions", json={"model": "m", "prompt": "The series"})
+    assert response.json()["choices"][0]["text"] == REFUSAL
+
+
+async def test_answers_naming_nothing_forbidden_are_untouched(guard: Guard) -> None:
+    upstream = answering("The capital of France is Paris.")
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json=REVERSE_QUERY)
+    assert response.json()["choices"][0]["message"]["content"] == "The capital of France is Paris."
+    assert "x-nescio-output" not in response.headers
+
+
+async def test_a_concept_the_client_named_is_not_a_leak(guard: Guard) -> None:
+    # ICUL policy: the request is rewritten, and the model repeating the name leaks nothing new.
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Where does Quill Ashford live?"}],
+    }
+    upstream = answering("I don't know where Quill Ashford lives.")
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    assert (
+        response.json()["choices"][0]["message"]["content"]
+        == "I don't know where Quill Ashford lives."
+    )
+
+
+async def test_the_output_guard_can_be_turned_off(guard: Guard) -> None:
+    upstream = answering("Harry Potter.")
+    async with proxy_client(ProxySettings(output_guard=False), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json=REVERSE_QUERY)
+    assert response.json()["choices"][0]["message"]["content"] == "Harry Potter."
+
+
+async def test_a_name_split_across_stream_chunks_never_reaches_the_client(guard: Guard) -> None:
+    words = ["The books", " are about", " Har", "ry Pot", "ter and", " his friends."]
+    upstream = answering("", stream_words=words)
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json={**REVERSE_QUERY, "stream": True})
+    texts = check_chat_stream(response.content, n=1, include_usage=False)
+    assert "Har" not in texts[0] and "Pot" not in texts[0]
+    assert texts[0].endswith(REFUSAL)
+
+
+async def test_a_clean_stream_arrives_whole_and_in_order(guard: Guard) -> None:
+    words = ["Paris", " is the", " capital", " of France", "."]
+    upstream = answering("", stream_words=words)
+    async with proxy_client(ProxySettings(), upstream, guard) as client:
+        response = await client.post("/v1/chat/completions", json={**REVERSE_QUERY, "stream": True})
+    assert check_chat_stream(response.content, n=1, include_usage=False) == {0: "".join(words)}
+
+
+async def test_a_withheld_stream_closes_the_upstream(guard: Guard) -> None:
+    chunks = chat_stream_chunks("m", ["Harry Potter", " is", " a", " wizard", "."])
+    gated = GatedStream(chunks)
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE_HEADERS, stream=gated)
+
+    app = create_app(ProxySettings(), transport=FakeUpstream(answer).transport, guard=guard)
+    call = AsgiCall(app, "/v1/chat/completions", {**REVERSE_QUERY, "stream": True})
+    received: list[Any] = []
+    async with app.router.lifespan_context(app), anyio.create_task_group() as tasks:
+        tasks.start_soon(call.run)
+        with anyio.fail_after(10):
+            gated.release(0)
+            gated.release(1)
+            received.append(await call.next_body())
+            await wait_until(lambda: gated.closed, what="the upstream stream to be closed")
+    assert gated.produced == 2
+    assert b"Potter" not in b"".join(received)
