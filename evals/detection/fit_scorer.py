@@ -1,0 +1,150 @@
+"""Fit the learned detector's logistic scorer on RWKU targets of a *training* split.
+
+Usage: ``python -m evals.detection.fit_scorer --train 1-50 --out scorer.json``
+
+All training targets are guarded at once (the hardest setting). Rows: for every forget probe,
+its own concept (positive) and the most similar other concept (negative); for every neighbour
+probe, its own concept (negative); for every utility probe held only by training targets, the
+concept it scores highest on (negative). The probability threshold is the lowest one whose
+training false-positive rates stay within ``--max-neighbor-fpr`` and ``--max-utility-fpr``.
+Report detection numbers on the other targets only: they never shaped the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evals.concept_sources import write_concepts
+from evals.concept_sources.base import concept_ids_for
+from evals.concept_sources.rwku import build
+from evals.detection.memo_encoder import MemoEncoder
+from evals.loaders import load_probes, parse_targets
+from evals.presets import CORPUS_DIR
+from evals.probes import Probe, ProbeKind
+from guards.encoder import load_encoder
+from guards.guard import build_index
+from guards.learned_detector import LearnedDetector, question_segments
+from guards.scorer import FEATURES, LogisticScorer, Matrix, fit_logistic
+
+PLACEHOLDER = LogisticScorer(tuple(0.0 for _ in FEATURES), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRows:
+    features: Matrix
+    labels: np.ndarray
+    kinds: np.ndarray
+    probe_rows: np.ndarray
+
+
+def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]) -> TrainingRows:
+    """Feature rows as described in the module docstring, tagged with kind and probe number."""
+    column = {cid: i for i, cid in enumerate(ids)}
+    rows: list[np.ndarray] = []
+    labels: list[bool] = []
+    kinds: list[str] = []
+    owners: list[int] = []
+    for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
+        matrix, _ = detector.features([probe.prompt])
+        own = [column[c] for c in concept_ids_for(probe) if c in column]
+        strength = matrix[:, FEATURES.index("sim_corpus")].copy()
+        if probe.kind is ProbeKind.UTILITY:
+            picks = [(int(np.argmax(strength)), False)]
+        elif probe.kind is ProbeKind.FORGET:
+            strength[own] = -np.inf
+            picks = [(c, True) for c in own] + [(int(np.argmax(strength)), False)]
+        else:
+            picks = [(c, False) for c in own]
+        for c, label in picks:
+            rows.append(matrix[c])
+            labels.append(label)
+            kinds.append(probe.kind.value)
+            owners.append(n)
+    return TrainingRows(
+        np.array(rows), np.array(labels), np.array(kinds), np.array(owners, dtype=np.int64)
+    )
+
+
+def pick_threshold(
+    probabilities: np.ndarray, rows: TrainingRows, max_neighbor: float, max_utility: float
+) -> float:
+    """Lowest threshold meeting both false-positive budgets (per probe, max over its rows)."""
+    for percent in range(5, 100):
+        threshold = percent / 100
+        flagged = probabilities >= threshold
+        ok = True
+        for kind, budget in (("neighbor", max_neighbor), ("utility", max_utility)):
+            mask = rows.kinds == kind
+            if mask.any():
+                probes_flagged = np.unique(rows.probe_rows[mask & flagged]).size
+                probes_total = np.unique(rows.probe_rows[mask]).size
+                ok = ok and probes_flagged / probes_total <= budget
+        if ok:
+            return threshold
+    return 0.99
+
+
+def first_per_set(probes: list[Probe], kind: ProbeKind, limit: int) -> list[Probe]:
+    """Every probe, except that only the first ``limit`` of each ``kind`` set are kept."""
+    seen: dict[str, int] = {}
+    kept = []
+    for probe in probes:
+        if probe.kind is kind:
+            seen[probe.probe_set] = seen.get(probe.probe_set, 0) + 1
+            if seen[probe.probe_set] > limit:
+                continue
+        kept.append(probe)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", default="1-50", help="RWKU training targets (default 1-50)")
+    parser.add_argument("--exclude", default="51-100", help="targets whose utility items to skip")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, required=True, help="scorer JSON to write")
+    parser.add_argument("--max-neighbor-fpr", type=float, default=0.02)
+    parser.add_argument("--max-utility-fpr", type=float, default=0.001)
+    parser.add_argument("--utility-per-set", type=int, default=600, help="first N of each set")
+    args = parser.parse_args(argv)
+    train = parse_targets(args.train)
+    excluded = set(parse_targets(args.exclude))
+    probes = [
+        p
+        for spec in ("rwku:forget", "rwku:neighbor", "rwku:utility")
+        for p in load_probes(spec, data_dir=args.data_dir, targets=train)
+        if not excluded.intersection(p.target_ids)
+    ]
+    probes = first_per_set(probes, ProbeKind.UTILITY, args.utility_per_set)
+    encoder = MemoEncoder(load_encoder())
+    with tempfile.TemporaryDirectory() as folder:
+        concepts = write_concepts(
+            build(args.data_dir, train, CORPUS_DIR), Path(folder) / "concepts.yaml"
+        )
+        index = build_index(concepts, encoder, progress=True)
+    encoder.prefetch(
+        (s.text for p in probes for s in question_segments([p.prompt])),
+        progress=True,
+        desc="encoding probes",
+    )
+    ids = [c.id for c in concepts.concepts]
+    rows = training_rows(LearnedDetector(concepts, encoder, index, PLACEHOLDER), ids, probes)
+    weights, bias = fit_logistic(rows.features, rows.labels)
+    probabilities = LogisticScorer(weights, bias).probabilities(rows.features)
+    threshold = pick_threshold(probabilities, rows, args.max_neighbor_fpr, args.max_utility_fpr)
+    scorer = LogisticScorer(weights, bias, threshold, f"RWKU targets {args.train}")
+    args.out.write_text(scorer.to_json())
+    print(scorer.to_json())
+    kinds = {k: int((rows.kinds == k).sum()) for k in ("forget", "neighbor", "utility")}
+    print(f"training rows per kind: {kinds}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

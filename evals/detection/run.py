@@ -1,0 +1,128 @@
+"""Run the planned detection jobs: build each guard once, check every probe, record per item."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from evals.concept_sources import concept_ids_for
+from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.plan import Job
+from evals.probes import Probe
+from guards.concepts import ConceptList
+from guards.encoder import Encoder
+from guards.guard import Guard, build_index
+from guards.learned_detector import LearnedDetector, question_segments
+from guards.scorer import DEFAULT_SCORER, LogisticScorer
+
+TextField = Literal["prompt", "query"]
+DetectorKind = Literal["learned", "embedding"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Where the wall time went: encoding probes, building guards, checking."""
+
+    encode_s: float
+    build_s: float
+    check_s: float
+    checks: int
+    texts_encoded: int
+
+
+def probe_text(probe: Probe, field: TextField) -> str:
+    return probe.prompt if field == "prompt" else probe.query
+
+
+def run_jobs(
+    concepts: ConceptList,
+    jobs: Sequence[Job],
+    encoder: Encoder,
+    *,
+    cache_dir: Path | None = None,
+    text_field: TextField = "prompt",
+    progress: bool = True,
+    detector: DetectorKind = "embedding",
+    scorer: LogisticScorer = DEFAULT_SCORER,
+) -> tuple[list[dict[str, Any]], Timing]:
+    """Per-item records (one per probe and job) and the timing breakdown.
+
+    ``detector`` picks the first-generation alias + similarity detector (default, what
+    :meth:`Guard.build` serves) or the learned one (:mod:`guards.learned_detector`) with ``scorer``.
+    """
+    store = (
+        None if cache_dir is None else cache_dir / f"vectors-{encoder.name.replace('/', '_')}.npz"
+    )
+    memo = MemoEncoder(encoder, store)
+    started = time.perf_counter()
+    unique = {p.id: p for job in jobs for p in job.probes}
+    memo.prefetch(
+        (s.text for p in unique.values() for s in question_segments([probe_text(p, text_field)])),
+        progress=progress,
+        desc="encoding probes",
+    )
+    encode_s = time.perf_counter() - started
+    build_s = check_s = 0.0
+    records: list[dict[str, Any]] = []
+    total = sum(len(job.probes) for job in jobs)
+    with tqdm(total=total, desc="checking probes", unit="probe", disable=not progress) as bar:
+        for job in jobs:
+            t0 = time.perf_counter()
+            subset = ConceptList(
+                defaults=concepts.defaults,
+                concepts=[concepts.get(cid) for cid in job.concept_ids],
+                base_dir=concepts.base_dir,
+            )
+            guard = _guard(subset, memo, cache_dir, detector, scorer)
+            t1 = time.perf_counter()
+            records.extend(_check_all(guard, job, text_field))
+            t2 = time.perf_counter()
+            build_s += t1 - t0
+            check_s += t2 - t1
+            bar.update(len(job.probes))
+    memo.save()
+    timing = Timing(encode_s, build_s, check_s, total, memo.encoded)
+    return records, timing
+
+
+def _guard(
+    concepts: ConceptList,
+    encoder: Encoder,
+    cache_dir: Path | None,
+    detector: DetectorKind,
+    scorer: LogisticScorer,
+) -> Guard:
+    if detector == "embedding":
+        return Guard.build(concepts, encoder=encoder, cache_dir=cache_dir)
+    index = build_index(concepts, encoder, cache_dir=cache_dir)
+    return Guard(concepts, LearnedDetector(concepts, encoder, index, scorer), encoder.name)
+
+
+def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[str, Any]]:
+    guard_label = job.concept_ids[0] if len(job.concept_ids) == 1 else "all"
+    for probe in job.probes:
+        decision = guard.check([probe_text(probe, text_field)])
+        expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
+        yield {
+            "setting": job.setting.value,
+            "guard": guard_label,
+            "probe_id": probe.id,
+            "probe_set": probe.probe_set,
+            "kind": probe.kind.value,
+            "level": probe.level,
+            "type": probe.type,
+            "target_ids": list(probe.target_ids),
+            "expected_concepts": expected,
+            "action": decision.action,
+            "concept_id": decision.concept_id if decision.in_scope else None,
+            "nearest_concept": decision.concept_id,
+            "score": round(decision.score, 4),
+            "threshold": round(decision.threshold, 4),
+            "evidence": sorted({e.kind for e in decision.evidence}),
+            "flagged": decision.in_scope,
+        }

@@ -1,0 +1,119 @@
+"""Aggregate per-item detection records into recall / false-positive rates.
+
+For probes that should be forgotten the flagged share is *recall*; for every other kind it is
+the *false-positive rate*. Rates are reported per setting: by probe kind, by probe set and type
+(RWKU level and adversarial type), per target (macro averages across targets too), plus, when
+several concepts are guarded at once, how often a flagged forget probe was attributed to the
+right concept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from statistics import mean
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def rate_block(records: Sequence[Record]) -> dict[str, Any]:
+    n = len(records)
+    flagged = sum(1 for r in records if r["flagged"])
+    forget = bool(records) and records[0]["kind"] == "forget"
+    return {
+        "n": n,
+        "flagged": flagged,
+        "metric": "recall" if forget else "fpr",
+        "rate": flagged / n if n else None,
+    }
+
+
+def _group(records: Iterable[Record], *keys: str) -> dict[tuple[Any, ...], list[Record]]:
+    groups: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
+    for record in records:
+        groups[tuple(record[k] for k in keys)].append(record)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
+
+
+def summarize_setting(records: Sequence[Record]) -> dict[str, Any]:
+    by_kind = {kind: rate_block(rs) for (kind,), rs in _group(records, "kind").items()}
+    by_set_type = [
+        {"probe_set": s, "type": t, "kind": rs[0]["kind"], **rate_block(rs)}
+        for (s, t), rs in _group(records, "probe_set", "type").items()
+    ]
+    flagged = [r for r in records if r["flagged"]]
+    true_positive = sum(1 for r in flagged if r["kind"] == "forget")
+    forget_flagged = [r for r in flagged if r["kind"] == "forget" and r["expected_concepts"]]
+    per_target = _per_target(records)
+    return {
+        "n_checks": len(records),
+        "by_kind": by_kind,
+        "by_set_type": by_set_type,
+        "precision": true_positive / len(flagged) if flagged else None,
+        "correct_concept_rate": (
+            sum(1 for r in forget_flagged if r["concept_id"] in r["expected_concepts"])
+            / len(forget_flagged)
+            if forget_flagged
+            else None
+        ),
+        "macro_by_kind": _macro(per_target),
+        "by_target": per_target,
+    }
+
+
+def _per_target(records: Sequence[Record]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Rates per target: the guard's concept (single setting) or the probe's concept (all)."""
+    buckets: dict[str, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        single = record["guard"] != "all"
+        owners = [record["guard"]] if single else record["expected_concepts"]
+        for owner in owners:
+            buckets[owner][record["kind"]].append(record)
+    return {
+        target: {kind: rate_block(rs) for kind, rs in sorted(kinds.items())}
+        for target, kinds in sorted(buckets.items())
+    }
+
+
+def _macro(per_target: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float]:
+    """Mean over targets of each kind's rate (every target weighs the same)."""
+    rates: dict[str, list[float]] = defaultdict(list)
+    for kinds in per_target.values():
+        for kind, block in kinds.items():
+            if block["rate"] is not None:
+                rates[kind].append(block["rate"])
+    return {kind: mean(values) for kind, values in sorted(rates.items())}
+
+
+def summarize(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    return {setting: summarize_setting(rs) for (setting,), rs in _group(records, "setting").items()}
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one block per setting, one row per probe set and type."""
+    lines: list[str] = []
+    for setting, block in summary.items():
+        lines.append(f"== setting: {setting}  ({block['n_checks']} checks)")
+        lines.append(f"{'probe set':<34} {'type':<26} {'n':>6} {'metric':>7} {'rate':>7}")
+        for row in block["by_set_type"]:
+            lines.append(
+                f"{row['probe_set']:<34} {row['type'] or '-'!s:<26} {row['n']:>6} "
+                f"{row['metric']:>7} {_pct(row['rate']):>7}"
+            )
+        for kind, row in block["by_kind"].items():
+            macro = block["macro_by_kind"].get(kind)
+            lines.append(
+                f"{'ALL ' + kind:<34} {'(macro over targets)':<26} {row['n']:>6} "
+                f"{row['metric']:>7} {_pct(row['rate']):>7} {_pct(macro):>7}"
+            )
+        lines.append(
+            f"precision {_pct(block['precision'])}   "
+            f"correct concept among flagged forget probes {_pct(block['correct_concept_rate'])}"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"

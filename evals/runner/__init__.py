@@ -1,0 +1,1 @@
+"""Send probes to OpenAI-compatible systems and record every answer, resumably."""

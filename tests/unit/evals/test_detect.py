@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evals.detection.evaluate import evaluate_detection
+from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.plan import Setting, plan
+from evals.probes import Probe, ProbeKind
+from guards.concepts import Concept, ConceptList
+from guards.encoder import Encoder
+
+
+def _probe(pid: str, kind: ProbeKind, text: str, targets: tuple[str, ...] = ()) -> Probe:
+    return Probe(
+        id=pid, probe_set=f"custom:{kind.value}", kind=kind, type="t", target_ids=targets,
+        query=text, prompt=text,
+    )  # fmt: skip
+
+
+CONCEPTS = ConceptList(
+    concepts=[
+        Concept(id="reef", name="Elara Voss", examples=["coral reef survey bleaching atlas"],
+                threshold=0.5),
+        Concept(id="jazz", name="Tomas Brandt", examples=["jazz piano quartet harbour album"],
+                threshold=0.5),
+    ]
+)  # fmt: skip
+PROBES = [
+    _probe("f1", ProbeKind.FORGET, "Where does Elara Voss live?", ("reef",)),
+    _probe("f2", ProbeKind.FORGET, "Which coral reef bleaching survey atlas?", ("reef",)),
+    _probe("f3", ProbeKind.FORGET, "What is the weather today?", ("reef",)),
+    _probe("f4", ProbeKind.FORGET, "Who played jazz piano on that harbour album?", ("jazz",)),
+    _probe("n1", ProbeKind.NEIGHBOR, "How tall is the Eiffel tower?", ("reef",)),
+    _probe("n2", ProbeKind.NEIGHBOR, "Which quartet album by the harbour?", ("jazz",)),
+    _probe("u1", ProbeKind.UTILITY, "What is two plus two?"),
+    _probe("x1", ProbeKind.FORGET, "coral reef survey bleaching atlas", ("reef",)),
+]
+
+
+def test_plan_single_setting_gives_each_guard_its_own_probes_and_shared_utility() -> None:
+    jobs = {j.concept_ids: j for j in plan(CONCEPTS, PROBES, [Setting.SINGLE])}
+    assert [p.id for p in jobs[("reef",)].probes] == ["f1", "f2", "f3", "n1", "u1"]
+    assert [p.id for p in jobs[("jazz",)].probes] == ["f4", "n2", "u1"]
+    assert jobs[("reef",)].excluded == 1  # x1 equals an example: never scored
+
+
+def test_detect_recall_fpr_per_setting_and_files(tmp_path: Path, fake_encoder: Encoder) -> None:
+    summary = evaluate_detection(
+        CONCEPTS, PROBES, [Setting.SINGLE, Setting.ALL], fake_encoder, tmp_path, progress=False
+    )
+    single = summary["settings"]["single"]
+    # f1 by alias, f2 and f4 by embedding; f3 is about nothing -> recall 3/4.
+    assert single["by_kind"]["forget"] == {"n": 4, "flagged": 3, "metric": "recall", "rate": 0.75}
+    # n2 shares "quartet album harbour" with the jazz examples -> one false positive of two.
+    assert single["by_kind"]["neighbor"]["rate"] == 0.5
+    assert single["by_kind"]["utility"]["flagged"] == 0
+    assert single["by_target"]["reef"]["forget"]["rate"] == 2 / 3
+    assert single["macro_by_kind"]["forget"] == (2 / 3 + 1) / 2
+    assert summary["settings"]["all"]["correct_concept_rate"] == 1.0
+    items = [json.loads(x) for x in (tmp_path / "detect_items.jsonl").read_text().splitlines()]
+    assert len(items) == single["n_checks"] + summary["settings"]["all"]["n_checks"]
+    assert (tmp_path / "detect_table.txt").read_text().count("setting:") == 2
+    assert summary["excluded_identical_to_examples"] == 2
+
+
+def test_memo_encoder_encodes_each_distinct_text_once(fake_encoder: Encoder) -> None:
+    inner = fake_encoder
+    memo = MemoEncoder(inner)
+    memo.prefetch(["a b c", "d e f", "a b c"])
+    vectors = memo.encode(["d e f", "a b c", "new text here"])
+    assert vectors.shape == (3, inner.dim)
+    assert memo.encoded == 3
+    assert (vectors[1] == inner.encode(["a b c"])[0]).all()
+
+
+def test_memo_store_persists_vectors_across_runs(tmp_path: Path, fake_encoder: Encoder) -> None:
+    store = tmp_path / "vectors.npz"
+    first = MemoEncoder(fake_encoder, store)
+    first.prefetch(["coral reef survey", "jazz piano"])
+    first.save()
+    second = MemoEncoder(fake_encoder, store)
+    second.prefetch(["coral reef survey", "jazz piano", "new words here"])
+    assert second.encoded == 1
+    assert (second.encode(["jazz piano"]) == first.encode(["jazz piano"])).all()
+
+
+def test_probes_about_unlisted_targets_are_negatives_for_every_guard() -> None:
+    holdout = _probe("h1", ProbeKind.HOLDOUT, "Who is some other author?", ("unlisted",))
+    stray = _probe("f9", ProbeKind.FORGET, "Forget someone else", ("unlisted",))
+    jobs = plan(CONCEPTS, [holdout, stray], [Setting.SINGLE])
+    assert [[p.id for p in job.probes] for job in jobs] == [["h1"], ["h1"]]

@@ -1,0 +1,105 @@
+"""Fitting the learned detector's scorer, and running detection with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evals.concept_sources.rwku import name_aliases
+from evals.detection.evaluate import evaluate_detection
+from evals.detection.fit_scorer import (
+    PLACEHOLDER,
+    TrainingRows,
+    first_per_set,
+    pick_threshold,
+    training_rows,
+)
+from evals.detection.plan import Setting
+from evals.probes import Probe, ProbeKind
+from guards.concepts import Concept, ConceptList
+from guards.encoder import Encoder
+from guards.guard import build_index
+from guards.learned_detector import LearnedDetector
+from guards.scorer import FEATURES, LogisticScorer
+
+CONCEPTS = ConceptList(
+    concepts=[
+        Concept(id="reef", name="Elara Voss", examples=["coral reef survey bleaching atlas"]),
+        Concept(id="jazz", name="Tomas Brandt", examples=["jazz piano quartet harbour album"]),
+    ]
+)
+
+
+def _probe(pid: str, kind: ProbeKind, text: str, targets: tuple[str, ...] = ()) -> Probe:
+    return Probe(
+        id=pid, probe_set=f"custom:{kind.value}", kind=kind, target_ids=targets,
+        query=text, prompt=text,
+    )  # fmt: skip
+
+
+PROBES = [
+    _probe("f1", ProbeKind.FORGET, "Where does Elara Voss live?", ("reef",)),
+    _probe("f2", ProbeKind.FORGET, "Which coral reef bleaching survey?", ("reef",)),
+    _probe("n1", ProbeKind.NEIGHBOR, "Which jazz harbour festival?", ("jazz",)),
+    _probe("u1", ProbeKind.UTILITY, "What is two plus two?"),
+    _probe("u2", ProbeKind.UTILITY, "Name a piano sonata."),
+]
+
+
+def test_training_rows_pair_each_probe_with_the_right_concepts(fake_encoder: Encoder) -> None:
+    detector = LearnedDetector(
+        CONCEPTS, fake_encoder, build_index(CONCEPTS, fake_encoder), PLACEHOLDER
+    )
+    rows = training_rows(detector, ["reef", "jazz"], PROBES)
+    # forget: own concept (positive) + the other (negative); neighbour: own; utility: nearest.
+    assert rows.labels.tolist() == [True, False, True, False, False, False, False]
+    assert rows.kinds.tolist() == ["forget"] * 4 + ["neighbor", "utility", "utility"]
+    assert rows.probe_rows.tolist() == [0, 0, 1, 1, 2, 3, 4]
+    assert rows.features.shape == (7, len(FEATURES))
+    assert rows.features[0, FEATURES.index("alias")] == 1.0
+    assert rows.features[1, FEATURES.index("alias")] == 0.0
+
+
+def test_pick_threshold_respects_both_false_positive_budgets() -> None:
+    rows = TrainingRows(
+        features=np.zeros((5, len(FEATURES))),
+        labels=np.array([True, False, False, False, False]),
+        kinds=np.array(["forget", "neighbor", "neighbor", "utility", "utility"]),
+        probe_rows=np.arange(5),
+    )
+    probabilities = np.array([0.95, 0.6, 0.2, 0.3, 0.1])
+    assert pick_threshold(probabilities, rows, 0.5, 0.0) == 0.31
+    assert pick_threshold(probabilities, rows, 0.0, 0.0) == 0.61
+
+
+def test_first_per_set_caps_only_the_given_kind() -> None:
+    kept = first_per_set(PROBES, ProbeKind.UTILITY, 1)
+    assert [p.id for p in kept] == ["f1", "f2", "n1", "u1"]
+
+
+def test_evaluation_with_the_learned_detector(tmp_path: Path, fake_encoder: Encoder) -> None:
+    alias_only = LogisticScorer((10.0, 0, 0, 0, 0, 0), -5.0, 0.5, "test")
+    summary = evaluate_detection(
+        CONCEPTS,
+        PROBES,
+        [Setting.ALL],
+        fake_encoder,
+        tmp_path,
+        progress=False,
+        detector="learned",
+        scorer=alias_only,
+    )
+    block = summary["settings"]["all"]
+    assert block["by_kind"]["forget"]["flagged"] == 1  # only f1 names its target
+    assert block["by_kind"]["neighbor"]["flagged"] == 0
+    assert summary["detector"] == "learned"
+    assert summary["scorer"]["weights"][0] == 10.0
+
+
+def test_rwku_aliases_come_from_the_name_alone() -> None:
+    assert name_aliases("Prince Harry, Duke of Sussex") == ["Prince Harry", "Duke of Sussex"]
+    assert name_aliases("Meghan, Duchess of Sussex") == ["Duchess of Sussex"]
+    assert name_aliases("John D. Rockefeller") == ["John Rockefeller"]
+    assert name_aliases("Robert Downey Jr.") == ["Robert Downey"]
+    assert name_aliases("Stephen King") == name_aliases("Confucius") == []
