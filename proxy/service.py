@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DECISION_HEADER = "X-Nescio-Decision"
 FAIL_OPEN_HEADER = "error; fail-open"
 OUTPUT_HEADER = "X-Nescio-Output"
+RefusalBuilder = Callable[[str], tuple[dict[str, Any], AsyncIterator[bytes]]]
 
 
 class ProxyService:
@@ -51,31 +52,43 @@ class ProxyService:
 
     async def chat(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, ChatCompletionRequest)
-        guard = self.state.guard  # one configuration for the whole request, even across a swap
+
+        def refusal(text: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
+            return chat_refusal(request, text), chat_refusal_stream(request, text)
+
         turns = turns_of_messages(body["messages"])
-        decision = await self._decide(guard, turns)
-        outcome = _outcome(guard, body, decision)
-        if isinstance(outcome, Refusal):
-            payload = chat_refusal(request, outcome.text)
-            stream = chat_refusal_stream(request, outcome.text)
-            return self._refuse(request.stream, payload, stream, decision)
-        forwarded = outcome.body if isinstance(outcome, Rewrite) else body
-        scanner = self._scanner(guard, turns)
-        return await self._forward("/v1/chat/completions", forwarded, headers, decision, scanner)
+        return await self._guarded(
+            "/v1/chat/completions", body, turns, headers, refusal, request.stream
+        )
 
     async def completions(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, CompletionRequest)
-        guard = self.state.guard
+
+        def refusal(text: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
+            return completion_refusal(request, text), completion_refusal_stream(request, text)
+
         turns = request.prompt_texts()
+        return await self._guarded("/v1/completions", body, turns, headers, refusal, request.stream)
+
+    async def _guarded(
+        self,
+        path: str,
+        body: dict[str, Any],
+        turns: list[str],
+        headers: dict[str, str],
+        refusal: RefusalBuilder,
+        stream: bool,
+    ) -> Response:
+        """Decide, then refuse, or forward the (possibly rewritten) body with the output guard."""
+        guard = self.state.guard  # one configuration for the whole request, even across a swap
         decision = await self._decide(guard, turns)
         outcome = _outcome(guard, body, decision)
         if isinstance(outcome, Refusal):
-            payload = completion_refusal(request, outcome.text)
-            stream = completion_refusal_stream(request, outcome.text)
-            return self._refuse(request.stream, payload, stream, decision)
+            payload, chunks = refusal(outcome.text)
+            return self._refuse(stream, payload, chunks, decision)
         forwarded = outcome.body if isinstance(outcome, Rewrite) else body
         scanner = self._scanner(guard, turns)
-        return await self._forward("/v1/completions", forwarded, headers, decision, scanner)
+        return await self._forward(path, forwarded, headers, decision, scanner)
 
     async def models(self, headers: dict[str, str]) -> Response:
         response = await self.upstream.send("GET", "/v1/models", headers=headers)
