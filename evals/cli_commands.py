@@ -158,6 +158,15 @@ def add_detect_command(commands: SubParsers) -> None:
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help="FAISS index cache folder"
     )
     parser.add_argument("--encoder", default="minilm", help="sentence-transformers model")
+    parser.add_argument(
+        "--detector",
+        choices=("embedding", "learned"),
+        default="embedding",
+        help="alias + similarity thresholds (default), or the learned scorer",
+    )
+    parser.add_argument(
+        "--scorer", type=Path, help="scorer JSON for --detector learned (default: the shipped one)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
     parser.set_defaults(handler=_detect)
@@ -173,6 +182,7 @@ def _detect(args: argparse.Namespace) -> int:
     from evals.presets import PRESETS, build_concepts
     from guards.concepts import load_concepts
     from guards.encoder import load_encoder
+    from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
     specs = list(args.probes)
     if args.benchmark:
@@ -204,6 +214,8 @@ def _detect(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         text_field=args.text,
         progress=not args.no_progress,
+        detector=args.detector,
+        scorer=LogisticScorer.load(args.scorer) if args.scorer else DEFAULT_SCORER,
     )
     print(format_table(summary["settings"]))
     print(json.dumps(summary["timing"], indent=2))

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -23,8 +23,11 @@ from guards.encoder import DEFAULT_ENCODER, Encoder, load_encoder
 from guards.errors import GuardError
 from guards.index import Entry, FaissIndex
 from guards.interventions import Outcome, intervention_for
+from guards.learned_detector import LearnedDetector
+from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 log = logging.getLogger(__name__)
+DetectorKind = Literal["embedding", "learned"]
 GUARDED_ROLES = frozenset({"user", "system", "developer"})
 
 
@@ -44,11 +47,24 @@ class Guard:
         encoder: Encoder | None = None,
         cache_dir: Path | None = None,
         progress: bool = False,
+        detector: DetectorKind = "embedding",
+        scorer: LogisticScorer = DEFAULT_SCORER,
     ) -> Guard:
-        """Encode the concepts' evidence (or reload it from ``cache_dir``) and build the detector."""
+        """Encode the concepts' evidence (or reload it from ``cache_dir``) and build the detector.
+
+        ``detector="embedding"`` (default) is alias matching plus per-concept similarity
+        thresholds: the higher-recall choice. ``"learned"`` weighs alias, name-word and
+        similarity features with ``scorer`` (fitted on held-out RWKU targets): far fewer false
+        positives on neighbouring topics, at some recall cost (numbers in guards/scorer.py).
+        """
         encoder = encoder or load_encoder(DEFAULT_ENCODER)
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
-        return cls(concepts, EmbeddingAliasDetector(concepts, encoder, index), encoder.name)
+        chosen: Detector
+        if detector == "learned":
+            chosen = LearnedDetector(concepts, encoder, index, scorer)
+        else:
+            chosen = EmbeddingAliasDetector(concepts, encoder, index)
+        return cls(concepts, chosen, encoder.name)
 
     def check(self, turns: Sequence[str]) -> Decision:
         return self.detector.check(turns)

@@ -1,9 +1,4 @@
-"""Output-side guard: withhold answers that name a forbidden concept the client never named.
-
-Input detection cannot see a reverse query coming ("Who wrote Misery and The Shining?" never
-names the target), but the answer gives it away. Every allowed or rewritten answer is scanned for
-the names and aliases of the concepts the conversation did *not* mention (a client who named the
-concept already knows the name; an ICUL answer saying "I don't know Elara Voss" is no leak).
+"""Applying the output guard (:mod:`guards.output_guard`) to upstream answers.
 
 Non-streamed answers are checked whole. Streams are relayed with a small hold-back: an event is
 released only once ``HOLD_CHARS`` more characters have arrived after it, so a name split across
@@ -16,44 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from guards.concepts import Concept, ConceptList
-from guards.normalize import AliasPattern, NormalizedText
+from guards.concepts import Concept
+from guards.output_guard import LeakScanner
 
 log = logging.getLogger(__name__)
 HOLD_CHARS = 48
-
-
-class LeakScanner:
-    """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
-
-    def __init__(self, concepts: ConceptList, input_turns: Sequence[str]) -> None:
-        views = [NormalizedText.of(t) for t in input_turns]
-        self._concepts = concepts
-        self._watched: list[tuple[Concept, list[AliasPattern]]] = []
-        for concept in concepts.concepts:
-            patterns = [AliasPattern.of(form) for form in concept.surface_forms]
-            if not any(p.matches(v) for p in patterns for v in views):
-                self._watched.append((concept, patterns))
-
-    @property
-    def active(self) -> bool:
-        return bool(self._watched)
-
-    def leaked(self, text: str) -> Concept | None:
-        if not text or not self._watched:
-            return None
-        view = NormalizedText.of(text)
-        for concept, patterns in self._watched:
-            if any(p.matches(view) for p in patterns):
-                return concept
-        return None
-
-    def refusal(self, concept: Concept) -> str:
-        return self._concepts.refusal_of(concept)
 
 
 def filter_body(body: bytes, scanner: LeakScanner) -> tuple[bytes, Concept | None]:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from guards.decision import Decision
 from guards.guard import Guard, turns_of_messages
 from guards.interventions import Outcome, Refusal, Rewrite
+from guards.output_guard import LeakScanner
 from proxy.errors import (
     GuardUnavailable,
     ProxyError,
@@ -25,7 +26,7 @@ from proxy.errors import (
     UpstreamUnavailable,
     error_body,
 )
-from proxy.output_filter import LeakScanner, filter_body, filter_stream
+from proxy.output_filter import filter_body, filter_stream
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
 from proxy.refusal import (
     chat_refusal,

@@ -7,6 +7,7 @@ file named by ``NESCIO_CONFIG``, then defaults. Secrets are ``SecretStr`` so the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -48,6 +49,13 @@ class ProxySettings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(
         default=300.0, gt=0, description="Seconds to wait for upstream bytes"
+    )
+    detector: Literal["embedding", "learned"] = Field(
+        default="embedding",
+        description="embedding (higher recall) or learned (fewer false positives)",
+    )
+    scorer_path: Path | None = Field(
+        default=None, description="Scorer JSON for the learned detector"
     )
     encoder: str = Field(default=DEFAULT_ENCODER, description="sentence-transformers model or path")
     cache_dir: Path | None = Field(default=None, description="Where FAISS indexes are cached")

@@ -16,6 +16,7 @@ from pathlib import Path
 from guards.concepts import Concept, ConceptList, load_concepts, validate_concepts
 from guards.encoder import load_encoder
 from guards.guard import Guard
+from guards.scorer import DEFAULT_SCORER, LogisticScorer
 from proxy.errors import Conflict, InvalidRequest, NotFound
 from proxy.settings import ProxySettings
 
@@ -34,8 +35,17 @@ class GuardState:
         return path.resolve().parent if path else None
 
     def _build(self, concepts: ConceptList) -> Guard:
-        encoder = load_encoder(self._settings.encoder)
-        return Guard.build(concepts, encoder=encoder, cache_dir=self._settings.cache_dir)
+        settings = self._settings
+        scorer = (
+            LogisticScorer.load(settings.scorer_path) if settings.scorer_path else DEFAULT_SCORER
+        )
+        return Guard.build(
+            concepts,
+            encoder=load_encoder(settings.encoder),
+            cache_dir=settings.cache_dir,
+            detector=settings.detector,
+            scorer=scorer,
+        )
 
     async def load_initial(self) -> None:
         """Build the guard from the configured file at startup (errors abort the start)."""

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from evals.detection.plan import Setting, plan
-from evals.detection.run import DetectorKind, TextField, run_jobs
+from evals.detection.run import TextField, run_jobs
 from evals.detection.summarize import format_table, summarize
 from evals.jsonl import write_rows
 from evals.probes import Probe
 from guards.concepts import ConceptList
 from guards.encoder import Encoder
+from guards.guard import DetectorKind
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 ITEMS_FILE = "detect_items.jsonl"

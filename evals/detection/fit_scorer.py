@@ -2,7 +2,9 @@
 
 Usage: ``python -m evals.detection.fit_scorer --train 1-50 --out scorer.json``
 
-All training targets are guarded at once (the hardest setting). Rows: for every forget probe,
+All training targets are guarded at once (the hardest setting). A (probe, concept) pair whose
+text names the concept is decisive in the detector and left out of training. Rows: for every
+forget probe,
 its own concept (positive) and the most similar other concept (negative); for every neighbour
 probe, its own concept (negative); for every utility probe held only by training targets, the
 concept it scores highest on (negative). The probability threshold is the lowest one whose
@@ -52,6 +54,7 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
     owners: list[int] = []
     for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
         matrix, _ = detector.features([probe.prompt])
+        named = detector.alias_hits([probe.prompt])
         own = [column[c] for c in concept_ids_for(probe) if c in column]
         strength = matrix[:, FEATURES.index("sim_corpus")].copy()
         if probe.kind is ProbeKind.UTILITY:
@@ -62,6 +65,8 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
         else:
             picks = [(c, False) for c in own]
         for c, label in picks:
+            if named[c]:
+                continue
             rows.append(matrix[c])
             labels.append(label)
             kinds.append(probe.kind.value)
@@ -109,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude", default="51-100", help="targets whose utility items to skip")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, required=True, help="scorer JSON to write")
-    parser.add_argument("--max-neighbor-fpr", type=float, default=0.02)
+    parser.add_argument("--max-neighbor-fpr", type=float, default=0.03)
     parser.add_argument("--max-utility-fpr", type=float, default=0.001)
-    parser.add_argument("--utility-per-set", type=int, default=600, help="first N of each set")
+    parser.add_argument("--utility-per-set", type=int, default=200, help="first N of each set")
     args = parser.parse_args(argv)
     train = parse_targets(args.train)
     excluded = set(parse_targets(args.exclude))

@@ -16,12 +16,11 @@ from evals.detection.plan import Job
 from evals.probes import Probe
 from guards.concepts import ConceptList
 from guards.encoder import Encoder
-from guards.guard import Guard, build_index
-from guards.learned_detector import LearnedDetector, question_segments
+from guards.guard import DetectorKind, Guard
+from guards.learned_detector import question_segments
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 TextField = Literal["prompt", "query"]
-DetectorKind = Literal["learned", "embedding"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +96,9 @@ def _guard(
     detector: DetectorKind,
     scorer: LogisticScorer,
 ) -> Guard:
-    if detector == "embedding":
-        return Guard.build(concepts, encoder=encoder, cache_dir=cache_dir)
-    index = build_index(concepts, encoder, cache_dir=cache_dir)
-    return Guard(concepts, LearnedDetector(concepts, encoder, index, scorer), encoder.name)
+    return Guard.build(
+        concepts, encoder=encoder, cache_dir=cache_dir, detector=detector, scorer=scorer
+    )
 
 
 def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[str, Any]]:

@@ -52,13 +52,13 @@ def test_training_rows_pair_each_probe_with_the_right_concepts(fake_encoder: Enc
         CONCEPTS, fake_encoder, build_index(CONCEPTS, fake_encoder), PLACEHOLDER
     )
     rows = training_rows(detector, ["reef", "jazz"], PROBES)
-    # forget: own concept (positive) + the other (negative); neighbour: own; utility: nearest.
-    assert rows.labels.tolist() == [True, False, True, False, False, False, False]
-    assert rows.kinds.tolist() == ["forget"] * 4 + ["neighbor", "utility", "utility"]
-    assert rows.probe_rows.tolist() == [0, 0, 1, 1, 2, 3, 4]
-    assert rows.features.shape == (7, len(FEATURES))
-    assert rows.features[0, FEATURES.index("alias")] == 1.0
-    assert rows.features[1, FEATURES.index("alias")] == 0.0
+    # forget: own concept (positive, unless the probe names it: aliases are decisive, not
+    # learned) + the other concept (negative); neighbour: own; utility: nearest.
+    assert rows.labels.tolist() == [False, True, False, False, False, False]
+    assert rows.kinds.tolist() == ["forget"] * 3 + ["neighbor", "utility", "utility"]
+    assert rows.probe_rows.tolist() == [0, 1, 1, 2, 3, 4]
+    assert rows.features.shape == (6, len(FEATURES))
+    assert rows.features[1, FEATURES.index("sim_corpus")] > 0.5
 
 
 def test_pick_threshold_respects_both_false_positive_budgets() -> None:
@@ -79,7 +79,7 @@ def test_first_per_set_caps_only_the_given_kind() -> None:
 
 
 def test_evaluation_with_the_learned_detector(tmp_path: Path, fake_encoder: Encoder) -> None:
-    alias_only = LogisticScorer((10.0, 0, 0, 0, 0, 0), -5.0, 0.5, "test")
+    alias_only = LogisticScorer((0, 0, 0, 0, 0, 0), -10.0, 0.5, "test")
     summary = evaluate_detection(
         CONCEPTS,
         PROBES,
@@ -94,7 +94,7 @@ def test_evaluation_with_the_learned_detector(tmp_path: Path, fake_encoder: Enco
     assert block["by_kind"]["forget"]["flagged"] == 1  # only f1 names its target
     assert block["by_kind"]["neighbor"]["flagged"] == 0
     assert summary["detector"] == "learned"
-    assert summary["scorer"]["weights"][0] == 10.0
+    assert summary["scorer"]["bias"] == -10.0
 
 
 def test_rwku_aliases_come_from_the_name_alone() -> None:

@@ -151,3 +151,20 @@ def test_nescio_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> 
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert "serve" in out and "NESCIO_" in out
+
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "proxy" / "concepts.yaml"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("embedding", "EmbeddingAliasDetector"), ("learned", "LearnedDetector")]
+)
+async def test_the_detector_setting_picks_the_detector(kind: str, expected: str) -> None:
+    from proxy.state import GuardState
+
+    state = GuardState(ProxySettings(concepts_path=FIXTURE, detector=kind))  # type: ignore[arg-type]
+    await state.load_initial()
+    assert state.guard is not None and type(state.guard.detector).__name__ == expected
+    decision = state.guard.check(["Tell me about Hogwarts."])
+    assert decision.action == "refuse" and decision.concept_id == "harry-potter"

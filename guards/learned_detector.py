@@ -1,0 +1,188 @@
+"""The learned detector: alias, name-token and similarity evidence, weighed by a fitted model.
+
+Same contract as :class:`guards.detector.EmbeddingAliasDetector` (``check(turns) -> Decision``),
+but instead of one similarity against a per-concept threshold it builds, for every concept,
+the feature vector of :mod:`guards.scorer` and reports the concept with the highest
+probability. ``Decision.score`` is that probability and ``Decision.threshold`` the scorer's.
+
+Segments are those of :func:`guards.detector.segments_of` plus every line of every turn, so a
+question wrapped in instructions ("Please briefly answer ... Question: ...") is also scored on
+its own.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from unidecode import unidecode
+
+from guards.concepts import ConceptList
+from guards.corpus import NEGATIVE
+from guards.decision import Action, Decision, Evidence
+from guards.detector import TOP_K, Segment, segments_of
+from guards.encoder import Encoder
+from guards.index import VectorIndex
+from guards.normalize import AliasPattern, NormalizedText
+from guards.scorer import FEATURES, LogisticScorer, Matrix
+
+NAME_SOURCES = frozenset({"name", "description"})
+MIN_TOKEN_CHARS = 4
+_LABEL = re.compile(r"^\s*(question|q|answer|a)\s*:\s*", re.IGNORECASE)
+_COLUMN = {name: i for i, name in enumerate(FEATURES)}
+
+
+def question_segments(turns: Sequence[str]) -> list[Segment]:
+    """:func:`segments_of` plus each line (label such as ``Question:`` removed) of each turn."""
+    segments = segments_of(turns)
+    seen = {s.text for s in segments}
+    for i, turn in enumerate(turns):
+        for line in turn.splitlines():
+            text = _LABEL.sub("", line).strip()
+            if len(text.split()) >= 3 and text not in seen:
+                seen.add(text)
+                segments.append(Segment(text, i))
+    return segments
+
+
+def name_tokens(forms: Sequence[str]) -> list[re.Pattern[str]]:
+    """Case-sensitive whole-word patterns for the capitalised words of a concept's names.
+
+    "Warren Buffett" yields ``Warren`` and ``Buffett``: a question saying "Buffett's first
+    company" names the target without the full name. Short words are skipped; whether a token
+    is distinctive enough is left to the fitted weights.
+    """
+    tokens = {
+        word
+        for form in forms
+        for word in re.findall(r"[A-Za-z][A-Za-z'-]+", unidecode(form))
+        if len(word) >= MIN_TOKEN_CHARS and word[0].isupper()
+    }
+    return [re.compile(rf"\b{re.escape(t)}\b") for t in sorted(tokens)]
+
+
+class LearnedDetector:
+    """Alias matching (decisive), then name tokens and FAISS similarities weighed by a scorer."""
+
+    def __init__(
+        self,
+        concepts: ConceptList,
+        encoder: Encoder,
+        index: VectorIndex,
+        scorer: LogisticScorer,
+    ) -> None:
+        self._encoder = encoder
+        self._index = index
+        self._scorer = scorer
+        self._ids = [c.id for c in concepts.concepts]
+        self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
+        self._aliases = [[AliasPattern.of(f) for f in c.surface_forms] for c in concepts.concepts]
+        self._tokens = [name_tokens(c.surface_forms) for c in concepts.concepts]
+        column = {cid: i for i, cid in enumerate(self._ids)}
+        self._entry_concept = np.array(
+            [column.get(e.concept_id, -1) for e in index.entries] + [-1], dtype=np.int64
+        )
+        self._entry_group = np.array(
+            [_group(e.source) for e in index.entries] + [0], dtype=np.int64
+        )
+        self._entry_source = [e.source for e in index.entries]
+
+    def alias_hits(self, turns: Sequence[str]) -> NDArray[np.bool_]:
+        """Per concept: does any turn contain its name or an alias (obfuscation-robust)?"""
+        views = [NormalizedText.of(t) for t in turns]
+        return np.array(
+            [any(p.matches(v) for p in patterns for v in views) for patterns in self._aliases],
+            dtype=bool,
+        )
+
+    def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
+        """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding evidence."""
+        matrix = np.zeros((len(self._ids), len(FEATURES)))
+        ascii_turns = [unidecode(t) for t in turns]
+        for c in range(len(self._ids)):
+            matrix[c, _COLUMN["name_token"]] = any(
+                p.search(t) for p in self._tokens[c] for t in ascii_turns
+            )
+        best: list[Evidence | None] = [None] * len(self._ids)
+        segments = question_segments(turns)
+        if segments and self._index.entries:
+            self._similarities(segments, matrix, best)
+        matrix[:, _COLUMN["name_token_x_sim_corpus"]] = (
+            matrix[:, _COLUMN["name_token"]] * matrix[:, _COLUMN["sim_corpus"]]
+        )
+        return matrix, best
+
+    def check(self, turns: Sequence[str]) -> Decision:
+        started = time.perf_counter()
+        if not self._ids or not any(t.strip() for t in turns):
+            return Decision.allow(latency_ms=_ms(started))
+        matrix, best = self.features(turns)
+        aliases = self.alias_hits(turns)
+        probabilities = np.where(aliases, 1.0, self._scorer.probabilities(matrix))
+        winner = int(np.argmax(probabilities))
+        score = float(probabilities[winner])
+        threshold = self._scorer.threshold
+        concept_id = self._ids[winner]
+        if score < threshold:
+            return Decision.allow(score, threshold, concept_id, _ms(started))
+        evidence: list[Evidence] = []
+        if aliases[winner]:
+            evidence.append(Evidence("alias", concept_id, 1.0, 0, "alias"))
+        found = best[winner]
+        if found is not None:
+            evidence.append(found)
+        return Decision(
+            action=self._actions[winner],
+            concept_id=concept_id,
+            score=score,
+            threshold=threshold,
+            evidence=tuple(evidence),
+            latency_ms=_ms(started),
+        )
+
+    def _similarities(
+        self, segments: list[Segment], matrix: Matrix, best: list[Evidence | None]
+    ) -> None:
+        vectors = self._encoder.encode([s.text for s in segments])
+        sims, ids = self._index.search(vectors, TOP_K)
+        concepts = self._entry_concept[ids]
+        groups = self._entry_group[ids]
+        n = len(self._ids)
+        for row, segment in enumerate(segments):
+            top: list[list[float]] = [[] for _ in range(n)]
+            for col in range(ids.shape[1]):
+                c = int(concepts[row, col])
+                if c < 0:
+                    continue
+                sim = float(sims[row, col])
+                group = int(groups[row, col])
+                if group == 2:
+                    matrix[c, _COLUMN["sim_negative"]] = max(
+                        matrix[c, _COLUMN["sim_negative"]], sim
+                    )
+                    continue
+                feature = _COLUMN["sim_name"] if group == 0 else _COLUMN["sim_corpus"]
+                matrix[c, feature] = max(matrix[c, feature], sim)
+                top[c].append(sim)
+                current = best[c]
+                if current is None or sim > current.score:
+                    source = self._entry_source[int(ids[row, col])]
+                    best[c] = Evidence("embedding", self._ids[c], sim, segment.turn, source)
+            for c, values in enumerate(top):
+                if values:
+                    mean3 = sum(sorted(values, reverse=True)[:3]) / 3.0
+                    matrix[c, _COLUMN["sim_top3"]] = max(matrix[c, _COLUMN["sim_top3"]], mean3)
+
+
+def _group(source: str) -> int:
+    """0: name/description, 1: corpus/examples (in scope), 2: hard negatives."""
+    if source == NEGATIVE:
+        return 2
+    return 0 if source in NAME_SOURCES else 1
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,46 @@
+"""Output-side leak check: does generated text name a forbidden concept the client never named?
+
+Input detection cannot see a reverse query coming ("Who wrote Misery and The Shining?" never
+names the target), but the answer gives it away. A :class:`LeakScanner` is built per request from
+the conversation: it watches the concepts whose names and aliases the conversation did *not*
+mention (a client who named the concept already knows the name; an ICUL answer saying "I don't
+know Elara Voss" is no leak) and reports the first one a text names, with the same
+obfuscation-robust matching as the input side. Only full names and aliases count: single name
+words ("King") are too common in ordinary answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guards.concepts import Concept, ConceptList
+from guards.normalize import AliasPattern, NormalizedText
+
+
+class LeakScanner:
+    """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
+
+    def __init__(self, concepts: ConceptList, input_turns: Sequence[str]) -> None:
+        views = [NormalizedText.of(t) for t in input_turns]
+        self._concepts = concepts
+        self._watched: list[tuple[Concept, list[AliasPattern]]] = []
+        for concept in concepts.concepts:
+            patterns = [AliasPattern.of(form) for form in concept.surface_forms]
+            if not any(p.matches(v) for p in patterns for v in views):
+                self._watched.append((concept, patterns))
+
+    @property
+    def active(self) -> bool:
+        return bool(self._watched)
+
+    def leaked(self, text: str) -> Concept | None:
+        if not text or not self._watched:
+            return None
+        view = NormalizedText.of(text)
+        for concept, patterns in self._watched:
+            if any(p.matches(view) for p in patterns):
+                return concept
+        return None
+
+    def refusal(self, concept: Concept) -> str:
+        return self._concepts.refusal_of(concept)

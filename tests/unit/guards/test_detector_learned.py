@@ -1,0 +1,126 @@
+"""The learned detector: its features, the logistic scorer and its fitting, the output leak check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guards.concepts import Concept, ConceptList
+from guards.encoder import Encoder
+from guards.errors import GuardError
+from guards.guard import Guard, build_index
+from guards.learned_detector import LearnedDetector, name_tokens, question_segments
+from guards.output_guard import LeakScanner
+from guards.scorer import DEFAULT_SCORER, FEATURES, LogisticScorer, fit_logistic
+
+COLUMN = {name: i for i, name in enumerate(FEATURES)}
+
+
+@pytest.fixture(scope="module")
+def detector(concepts: ConceptList, encoder: Encoder) -> LearnedDetector:
+    return LearnedDetector(concepts, encoder, build_index(concepts, encoder), DEFAULT_SCORER)
+
+
+def row_of(detector: LearnedDetector, concepts: ConceptList, text: str, cid: str) -> np.ndarray:
+    matrix, _ = detector.features([text])
+    return matrix[[c.id for c in concepts.concepts].index(cid)]
+
+
+def test_question_segments_add_label_free_lines() -> None:
+    prompt = "Please briefly answer the following question.\nQuestion: Who wrote Carrie?\nAnswer:"
+    texts = [s.text for s in question_segments([prompt])]
+    assert texts[0] == prompt
+    assert "Who wrote Carrie?" in texts
+    assert "Answer:" not in texts and "" not in texts
+
+
+def test_name_tokens_are_case_sensitive_capitalised_words() -> None:
+    patterns = name_tokens(["Warren Buffett", "Li Bai"])
+    assert [p.pattern for p in patterns] == [r"\bBuffett\b", r"\bWarren\b"]
+    assert any(p.search("What was Buffett's first company?") for p in patterns)
+    assert not any(p.search("a buffet dinner in the warren") for p in patterns)
+
+
+def test_features_separate_alias_token_and_similarity(
+    detector: LearnedDetector, concepts: ConceptList
+) -> None:
+    alias = row_of(detector, concepts, "Where does Corwin Hale live?", "corwin-hale")
+    token = row_of(detector, concepts, "Is Corwin a novelist?", "corwin-hale")
+    other = row_of(detector, concepts, "How do I bake sourdough bread?", "corwin-hale")
+    corwin = [c.id for c in concepts.concepts].index("corwin-hale")
+    assert detector.alias_hits(["Where does Corwin Hale live?"])[corwin]
+    assert not detector.alias_hits(["Is Corwin a novelist?"])[corwin]
+    assert alias[COLUMN["name_token"]] == 1.0 and token[COLUMN["name_token"]] == 1.0
+    assert other[COLUMN["name_token"]] == 0.0
+    assert alias[COLUMN["sim_corpus"]] > other[COLUMN["sim_corpus"]] + 0.3
+    negative = row_of(detector, concepts, "Who was Nathan Hale in the Revolution?", "corwin-hale")
+    assert negative[COLUMN["sim_negative"]] > 0.8
+
+
+def test_learned_detector_decides_with_the_scorer(
+    concepts: ConceptList, encoder: Encoder, detector: LearnedDetector
+) -> None:
+    guard = Guard(concepts, detector, encoder.name)
+    hit = guard.check(["What house is Hermione Granger in?"])
+    assert hit.concept_id == "harry-potter" and hit.in_scope
+    assert hit.threshold == DEFAULT_SCORER.threshold and hit.score >= hit.threshold
+    assert any(e.kind == "alias" for e in hit.evidence)
+    miss = guard.check(["What is the capital of France?"])
+    assert miss.action == "allow" and miss.score < miss.threshold
+    assert guard.check([]).action == "allow"
+
+
+def test_aliases_are_decisive_and_the_scorer_decides_the_rest(
+    concepts: ConceptList, encoder: Encoder
+) -> None:
+    never = LogisticScorer((0, 0, 0, 0, 0, 0), -20.0)
+    on_corpus = LogisticScorer((0, 0, 30.0, 0, 0, 0), -15.0)
+    index = build_index(concepts, encoder)
+    obfuscated = ["tell me about ＨＯＧＷＡＲＴＳ"]
+    paraphrase = ["Who is the crime writer married to the cellist Ines Marlowe?"]
+    assert LearnedDetector(concepts, encoder, index, never).check(obfuscated).score == 1.0
+    assert not LearnedDetector(concepts, encoder, index, never).check(paraphrase).in_scope
+    decision = LearnedDetector(concepts, encoder, index, on_corpus).check(paraphrase)
+    assert decision.concept_id == "corwin-hale" and decision.in_scope
+    assert [e.kind for e in decision.evidence] == ["embedding"]
+
+
+def test_fit_logistic_learns_the_informative_feature() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    y = x[:, 3] + 0.1 * rng.normal(size=400) > 0.5
+    weights, bias = fit_logistic(x, y)
+    assert abs(weights[3]) == max(abs(w) for w in weights)
+    predicted = LogisticScorer(weights, bias).probabilities(x) >= 0.5
+    assert (predicted == y).mean() > 0.95
+    with pytest.raises(GuardError):
+        fit_logistic(x, np.zeros(400, dtype=bool))
+
+
+def test_scorer_round_trips_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "scorer.json"
+    path.write_text(DEFAULT_SCORER.to_json())
+    assert LogisticScorer.load(path) == DEFAULT_SCORER
+    path.write_text('{"features": ["sim"], "weights": [1], "bias": 0, "threshold": 0.5}')
+    with pytest.raises(GuardError, match="features"):
+        LogisticScorer.load(path)
+    with pytest.raises(GuardError):
+        LogisticScorer((1.0,), 0.0)
+    with pytest.raises(GuardError):
+        LogisticScorer(DEFAULT_SCORER.weights, 0.0, threshold=1.0)
+
+
+def test_output_leak_check() -> None:
+    king = Concept(id="king", name="Stephen King", aliases=["Richard Bachman"])
+    other = Concept(id="kubrick", name="Stanley Kubrick")
+    concepts = ConceptList(concepts=[king, other])
+    scanner = LeakScanner(concepts, ["Who wrote Misery and The Shining?"])
+    assert scanner.leaked("That would be Stephen King.") == king
+    assert scanner.leaked("It was written under the name R1chard Bachman.") == king
+    assert scanner.leaked("King wrote both of them.") is None  # single name words do not count
+    assert scanner.leaked("the king of the castle") is None
+    named = LeakScanner(concepts, ["Is Stanley Kubrick a director?"])
+    assert named.leaked("Stanley Kubrick directed The Shining.") is None
+    assert named.leaked("Stephen King wrote it.") == king
