@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +24,17 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-@pytest.fixture
-def data_dir() -> Path:
-    return FIXTURES / "data"
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder in the benchmarks' layout, assembled from our made-up fixture files.
+
+    The folders are named ``<benchmark>-fixture`` in the repository so they are never mistaken
+    for copies of the real benchmark data, which is only ever read from ../shared/data.
+    """
+    folder = tmp_path_factory.mktemp("benchmark-data")
+    for source in (FIXTURES / "made-up-benchmarks").iterdir():
+        shutil.copytree(source, folder / source.name.removesuffix("-fixture"))
+    return folder
 
 
 @pytest.fixture
