@@ -128,7 +128,9 @@ def percentiles(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tupl
     return float(p50), float(p95), float(p99), statistics.fmean(samples)
 
 
-def bench_list(label: str, guard: Guard, encoder: Encoder, repeats: int) -> None:
+def bench_list(label: str, guards: dict[str, Guard], encoder: Encoder, repeats: int) -> None:
+    """One table per concept list: baselines, then every detector on the same requests."""
+    guard = guards["embedding"]
     print(f"\n== {label}: {len(guard.concepts.concepts)} concepts ==")
     print(f"{'request':<20} {'measure':<28} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}")
     for name, messages in requests().items():
@@ -136,11 +138,22 @@ def bench_list(label: str, guard: Guard, encoder: Encoder, repeats: int) -> None
         rows: list[tuple[str, Callable[[], object]]] = [
             ("bare encoder (last msg)", partial(encoder.encode, [last])),
             ("naive guard (last msg)", partial(guard.check, [last])),
-            ("Guard.check_messages", partial(guard.check_messages, messages)),
+        ]
+        rows += [
+            (f"check_messages ({kind})", partial(g.check_messages, messages))
+            for kind, g in guards.items()
         ]
         for measure, fn in rows:
             p50, p95, p99, mean = percentiles(fn, repeats)
             print(f"{name:<20} {measure:<28} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mean:>8.1f}")
+
+
+def both_detectors(concepts: ConceptList, encoder: Encoder, cache: Path) -> dict[str, Guard]:
+    """The default and the learned detector over one index (the second build reuses the cache)."""
+    return {
+        kind: Guard.build(concepts, encoder=encoder, cache_dir=cache, detector=kind, progress=True)
+        for kind in ("embedding", "learned")
+    }
 
 
 def main() -> int:
@@ -158,10 +171,11 @@ def main() -> int:
     started = time.perf_counter()
     encoder = load_encoder()
     print(f"encoder load: {time.perf_counter() - started:.1f} s")
-    example = Guard.build(load_concepts(REPO / "examples" / "concepts.yaml"), encoder=encoder)
-    bench_list("example list", example, encoder, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        cache = args.cache_dir or folder / "index-cache"
+        example = load_concepts(REPO / "examples" / "concepts.yaml")
+        bench_list("example list", both_detectors(example, encoder, cache), encoder, args.repeats)
         large = (
             None
             if args.synthetic
@@ -171,10 +185,10 @@ def main() -> int:
         if large is None:
             large, label = synthetic_concepts(folder, 100, 50), "synthetic (100 x 50 sentences)"
         started = time.perf_counter()
-        guard = Guard.build(large, encoder=encoder, cache_dir=args.cache_dir, progress=True)
+        guards = both_detectors(large, encoder, cache)
         vectors = sum(1 for c in large.concepts for _ in evidence_texts(large, c))
         print(f"built {label}: {vectors} vectors in {time.perf_counter() - started:.1f} s")
-        bench_list(label, guard, encoder, args.repeats)
+        bench_list(label, guards, encoder, args.repeats)
     return 0
 
 
