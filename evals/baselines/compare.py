@@ -27,11 +27,11 @@ from evals.baselines.scoring import (
     gather_limited,
     generate,
     ks_forget_quality,
-    rouge_l_recall,
     truth_ratio,
 )
 from evals.baselines.settings import BaselineSettings
 from evals.baselines.vllm_server import serve
+from evals.metrics.text import rouge_l_recall
 
 REFERENCE = "retain"
 HIGHER_IS_BETTER = {
@@ -101,7 +101,7 @@ async def score_model(
             return {
                 "question": item.question,
                 "output": text,
-                "rouge_l": rouge_l_recall(text, item.answer),
+                "rouge_l": rouge_l_recall(text, [item.answer]),
             }
 
         async def forget_ratio(item: PerturbedQA) -> float:

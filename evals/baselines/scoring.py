@@ -33,14 +33,6 @@ class AnswerLogprob:
         return -self.total / max(self.tokens, 1)
 
 
-def rouge_l_recall(prediction: str, reference: str) -> float:
-    """ROUGE-L recall of the reference in the prediction (TOFU's forget/retain ROUGE)."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return float(scorer.score(reference, prediction)["rougeL"].recall)
-
-
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     response = await client.post(path, json=body)
     if response.status_code != 200:

@@ -17,9 +17,9 @@ from evals.baselines.scoring import (
     choice_correct,
     generate,
     ks_forget_quality,
-    rouge_l_recall,
     truth_ratio,
 )
+from evals.metrics.text import rouge_l_recall
 
 PROMPT = "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -81,8 +81,8 @@ def test_truth_ratio_and_choice_follow_tofu_definitions() -> None:
 
 
 def test_rouge_and_forget_quality() -> None:
-    assert rouge_l_recall("the author was born in Paris", "born in Paris") == pytest.approx(1.0)
-    assert rouge_l_recall("no idea", "born in Paris") == 0.0
+    assert rouge_l_recall("the author was born in Paris", ["born in Paris"]) == pytest.approx(1.0)
+    assert rouge_l_recall("no idea", ["born in Paris"]) == 0.0
     same = [1.0, 1.1, 0.9, 1.2, 0.8, 1.05]
     assert ks_forget_quality(same, same) == pytest.approx(1.0)
     assert ks_forget_quality([5.0 + i for i in range(20)], [0.1 * i for i in range(20)]) < 1e-6
