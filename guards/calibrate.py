@@ -17,7 +17,6 @@ Two rules keep the reported numbers honest:
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,7 @@ from guards.concepts import Calibration, Concept, ConceptList
 from guards.encoder import Encoder, Vectors
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
+from guards.jsonl import read_objects
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
@@ -91,20 +91,8 @@ class MemoEncoder:
 
 def read_labelled(path: Path, *, known: set[str], require_concept: bool) -> list[LabelledText]:
     """JSONL ``{"text": ..., "concept_id": ...}``; errors name the file, line and field."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConceptFileError(path, f"cannot read file: {exc}") from exc
     items: list[LabelledText] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConceptFileError(path, f"invalid JSON: {exc.msg}", line=number) from exc
-        if not isinstance(row, dict):
-            raise ConceptFileError(path, "each line must be a JSON object", line=number)
+    for number, row in read_objects(path):
         text, concept_id = row.get("text"), row.get("concept_id")
         if not isinstance(text, str) or not text.strip():
             raise ConceptFileError(path, "must be a non-empty string", line=number, field="text")

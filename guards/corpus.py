@@ -7,13 +7,13 @@ detector can tell "closer to what must be allowed" from "closer to what must be 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from guards.concepts import Concept, ConceptList
 from guards.errors import ConceptFileError
+from guards.jsonl import read_objects
 
 NEGATIVE = "negative"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -54,23 +54,17 @@ def _wrap(sentence: str) -> list[str]:
 
 def read_corpus_file(path: Path) -> list[str]:
     """Passages of a forget-corpus file: JSONL with a ``text`` field, else plain text paragraphs."""
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        passages = []
+        for number, item in read_objects(path):
+            if not isinstance(item.get("text"), str):
+                raise ConceptFileError(path, "each line needs a string", line=number, field="text")
+            passages.append(item["text"])
+        return passages
     try:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConceptFileError(path, f"cannot read forget corpus: {exc.strerror}") from exc
-    if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        passages = []
-        for number, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConceptFileError(path, f"invalid JSON: {exc.msg}", line=number) from exc
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise ConceptFileError(path, "each line needs a string", line=number, field="text")
-            passages.append(item["text"])
-        return passages
     return [p for p in re.split(r"\n\s*\n", raw) if p.strip()]
 
 
