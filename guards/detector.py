@@ -25,7 +25,7 @@ from guards.corpus import NEGATIVE, split_sentences
 from guards.decision import Action, Decision, Evidence
 from guards.encoder import Encoder
 from guards.index import VectorIndex
-from guards.normalize import AliasPattern, NormalizedText
+from guards.normalize import AliasMatcher, NormalizedText
 
 TOP_K = 64
 LONG_TURN_CHARS = 300
@@ -71,9 +71,7 @@ class EmbeddingAliasDetector:
         self._column = {cid: i for i, cid in enumerate(self._ids)}
         self._thresholds = np.array([concepts.threshold_of(c) for c in concepts.concepts])
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
-        self._aliases = [
-            (c.id, [AliasPattern.of(form) for form in c.surface_forms]) for c in concepts.concepts
-        ]
+        self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
         entry_concepts = [self._column.get(e.concept_id, -1) for e in index.entries]
         self._entry_concept = np.array([*entry_concepts, -1], dtype=np.int64)
         self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
@@ -109,9 +107,9 @@ class EmbeddingAliasDetector:
     def _alias_evidence(self, turns: Sequence[str]) -> list[Evidence]:
         hits: list[Evidence] = []
         views = [NormalizedText.of(t) for t in turns]
-        for concept_id, patterns in self._aliases:
+        for concept, concept_id in enumerate(self._ids):
             for turn, view in enumerate(views):
-                if any(p.matches(view) for p in patterns):
+                if self._aliases.names(concept, view):
                     hits.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
                     break
         return hits

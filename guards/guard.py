@@ -24,6 +24,8 @@ from guards.errors import GuardError
 from guards.index import Entry, FaissIndex
 from guards.interventions import Outcome, intervention_for
 from guards.learned_detector import LearnedDetector
+from guards.normalize import AliasMatcher
+from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class Guard:
 
     def __init__(self, concepts: ConceptList, detector: Detector, encoder_name: str) -> None:
         self.concepts = concepts
+        self.aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
         self.detector = detector
         self.encoder_name = encoder_name
 
@@ -78,6 +81,10 @@ class Guard:
     async def acheck(self, turns: Sequence[str]) -> Decision:
         """:meth:`check` in a worker thread, so encoding never blocks the event loop."""
         return await asyncio.to_thread(self.detector.check, turns)
+
+    def leak_scanner(self, input_turns: Sequence[str]) -> LeakScanner:
+        """The output guard for one conversation: watches the concepts it did not name."""
+        return LeakScanner(self.concepts, self.aliases, input_turns)
 
     def intervene(self, body: Mapping[str, Any], decision: Decision) -> Outcome:
         if decision.concept_id is None or not decision.in_scope:

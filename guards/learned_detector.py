@@ -26,7 +26,7 @@ from guards.decision import Action, Decision, Evidence
 from guards.detector import TOP_K, Segment, segments_of
 from guards.encoder import Encoder
 from guards.index import VectorIndex
-from guards.normalize import AliasPattern, NormalizedText
+from guards.normalize import AliasMatcher, NormalizedText
 from guards.scorer import FEATURES, LogisticScorer, Matrix
 
 NAME_SOURCES = frozenset({"name", "description"})
@@ -79,7 +79,7 @@ class LearnedDetector:
         self._scorer = scorer
         self._ids = [c.id for c in concepts.concepts]
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
-        self._aliases = [[AliasPattern.of(f) for f in c.surface_forms] for c in concepts.concepts]
+        self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
         self._tokens = [name_tokens(c.surface_forms) for c in concepts.concepts]
         column = {cid: i for i, cid in enumerate(self._ids)}
         self._entry_concept = np.array(
@@ -93,10 +93,7 @@ class LearnedDetector:
     def alias_hits(self, turns: Sequence[str]) -> NDArray[np.bool_]:
         """Per concept: does any turn contain its name or an alias (obfuscation-robust)?"""
         views = [NormalizedText.of(t) for t in turns]
-        return np.array(
-            [any(p.matches(v) for p in patterns for v in views) for patterns in self._aliases],
-            dtype=bool,
-        )
+        return np.array(self._aliases.named_in(views), dtype=bool)
 
     def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
         """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding evidence."""

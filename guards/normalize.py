@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from unidecode import unidecode
@@ -85,3 +86,22 @@ class AliasPattern:
         if self.spaced in text.spaced or self.spaced in text.leet:
             return True
         return len(self.squashed) >= self.MIN_SQUASHED and self.squashed in text.squashed
+
+
+class AliasMatcher:
+    """Every concept's surface forms compiled once, in concept order.
+
+    Built when a guard is built and shared by everything that asks "which concepts does this
+    text name?" (both detectors and the output guard), so no request recompiles aliases.
+    """
+
+    def __init__(self, forms_per_concept: Sequence[Sequence[str]]) -> None:
+        self._patterns = [[AliasPattern.of(f) for f in forms] for forms in forms_per_concept]
+
+    def names(self, concept: int, view: NormalizedText) -> bool:
+        """Whether ``view`` contains the name or an alias of the concept at position ``concept``."""
+        return any(p.matches(view) for p in self._patterns[concept])
+
+    def named_in(self, views: Sequence[NormalizedText]) -> list[bool]:
+        """Per concept: does any of ``views`` name it?"""
+        return [any(self.names(i, v) for v in views) for i in range(len(self._patterns))]

@@ -14,20 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guards.concepts import Concept, ConceptList
-from guards.normalize import AliasPattern, NormalizedText
+from guards.normalize import AliasMatcher, NormalizedText
 
 
 class LeakScanner:
     """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
 
-    def __init__(self, concepts: ConceptList, input_turns: Sequence[str]) -> None:
+    def __init__(
+        self, concepts: ConceptList, aliases: AliasMatcher, input_turns: Sequence[str]
+    ) -> None:
+        """``aliases`` must be compiled from ``concepts`` (a Guard keeps one: ``Guard.aliases``)."""
         views = [NormalizedText.of(t) for t in input_turns]
         self._concepts = concepts
-        self._watched: list[tuple[Concept, list[AliasPattern]]] = []
-        for concept in concepts.concepts:
-            patterns = [AliasPattern.of(form) for form in concept.surface_forms]
-            if not any(p.matches(v) for p in patterns for v in views):
-                self._watched.append((concept, patterns))
+        self._aliases = aliases
+        named = aliases.named_in(views)
+        self._watched = [i for i, was_named in enumerate(named) if not was_named]
 
     @property
     def active(self) -> bool:
@@ -37,9 +38,9 @@ class LeakScanner:
         if not text or not self._watched:
             return None
         view = NormalizedText.of(text)
-        for concept, patterns in self._watched:
-            if any(p.matches(view) for p in patterns):
-                return concept
+        for concept in self._watched:
+            if self._aliases.names(concept, view):
+                return self._concepts.concepts[concept]
         return None
 
     def refusal(self, concept: Concept) -> str:

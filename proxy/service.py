@@ -149,7 +149,7 @@ class ProxyService:
     def _scanner(self, guard: Guard | None, turns: list[str]) -> LeakScanner | None:
         if guard is None or not self.settings.output_guard:
             return None
-        scanner = LeakScanner(guard.concepts, turns)
+        scanner = guard.leak_scanner(turns)
         return scanner if scanner.active else None
 
     async def _forward(

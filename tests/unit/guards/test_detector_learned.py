@@ -12,6 +12,7 @@ from guards.encoder import Encoder
 from guards.errors import GuardError
 from guards.guard import Guard, build_index
 from guards.learned_detector import LearnedDetector, name_tokens, question_segments
+from guards.normalize import AliasMatcher
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, FEATURES, LogisticScorer, fit_logistic
 
@@ -116,11 +117,12 @@ def test_output_leak_check() -> None:
     king = Concept(id="king", name="Stephen King", aliases=["Richard Bachman"])
     other = Concept(id="kubrick", name="Stanley Kubrick")
     concepts = ConceptList(concepts=[king, other])
-    scanner = LeakScanner(concepts, ["Who wrote Misery and The Shining?"])
+    aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
+    scanner = LeakScanner(concepts, aliases, ["Who wrote Misery and The Shining?"])
     assert scanner.leaked("That would be Stephen King.") == king
     assert scanner.leaked("It was written under the name R1chard Bachman.") == king
     assert scanner.leaked("King wrote both of them.") is None  # single name words do not count
     assert scanner.leaked("the king of the castle") is None
-    named = LeakScanner(concepts, ["Is Stanley Kubrick a director?"])
+    named = LeakScanner(concepts, aliases, ["Is Stanley Kubrick a director?"])
     assert named.leaked("Stanley Kubrick directed The Shining.") is None
     assert named.leaked("Stephen King wrote it.") == king
