@@ -96,24 +96,38 @@ def _run_unlearn(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
+    import logging
+
+    from pydantic import ValidationError
+
     from evals.baselines.compare import CompareConfig, run_compare
 
-    config = CompareConfig(
-        data_dir=_data_dir(args),
-        out=args.out,
-        retain_model=args.retain_model,
-        checkpoints=dict(_named_path(item) for item in args.checkpoint),
-        forget=args.forget,
-        retain_split=args.retain,
-        retain_authors=args.retain_authors,
-        forget_items=args.forget_items,
-        retain_items=args.retain_items,
-        utility_items=args.utility_items,
-        max_tokens=args.max_tokens,
-        concurrency=args.concurrency,
-        server=args.server,
-        port=args.port,
-    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+
+    try:
+        config = CompareConfig(
+            data_dir=_data_dir(args),
+            out=args.out,
+            retain_model=args.retain_model,
+            checkpoints=dict(_named_path(item) for item in args.checkpoint),
+            original=args.original,
+            proxy_policies=[] if args.no_proxy else (args.policy or ["refuse", "icul", "instruct"]),
+            best_baseline=args.best_baseline,
+            forget=args.forget,
+            retain_split=args.retain,
+            retain_authors=args.retain_authors,
+            forget_items=args.forget_items,
+            retain_items=args.retain_items,
+            utility_items=args.utility_items,
+            max_tokens=args.max_tokens,
+            concurrency=args.concurrency,
+            server=args.server,
+            port=args.port,
+            proxy_port=args.proxy_port,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(str(error["msg"]) for error in exc.errors())
+        raise BaselineError(f"compare: {problems}") from exc
     run_compare(config)
     return 0
 
@@ -166,14 +180,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     cmp = subparsers.add_parser(
         "compare",
-        help="serve each checkpoint with vLLM and score forgetting and utility",
+        help="serve each checkpoint with vLLM, put the proxy in front, score everything",
         description="For the retain model and every NAME=DIR checkpoint: start vLLM on it, "
-        "measure forget/retain ROUGE-L, real-authors and world-facts accuracy and truth "
-        "ratios, then TOFU forget quality (KS test p-value against the retain model's truth "
-        "ratios). Writes raw per-item JSONL, results.json and results.md to --out.",
+        "measure forget/retain ROUGE-L, real-authors and world-facts accuracy (likelihood) "
+        "and answer ROUGE-L, truth ratios, then TOFU forget quality (KS test p-value against "
+        "the retain model's truth ratios). The proxy (`nescio serve`, concepts built from the "
+        "forget split's authors) is put in front of the --original checkpoint once per "
+        "--policy, and in front of the best baseline with the best policy (lowest forget "
+        "ROUGE-L among rows keeping >= 90%% of the original's retain ROUGE-L), all through "
+        "the same HTTP API. Writes raw per-item JSONL, results.json and results.md to --out; "
+        "a rerun reuses finished rows.",
+        epilog="example: nescio compare --retain-model runs/retain --checkpoint target=runs/target "
+        "--checkpoint npo=runs/npo --checkpoint ga=runs/ga --out runs/compare",
     )
     cmp.add_argument("--retain-model", type=Path, required=True, help="the retain model folder")
     cmp.add_argument("--checkpoint", action="append", default=[], help="NAME=DIR, repeatable")
+    cmp.add_argument(
+        "--original", default="target", help="checkpoint the baselines were unlearned from"
+    )
+    cmp.add_argument(
+        "--policy",
+        action="append",
+        choices=["refuse", "icul", "instruct"],
+        help="proxy policy to grade in front of the original (repeatable; default: all three)",
+    )
+    cmp.add_argument("--no-proxy", action="store_true", help="grade the checkpoints only")
+    cmp.add_argument("--best-baseline", help="checkpoint to put the proxy in front of")
     cmp.add_argument("--forget", default="forget01")
     cmp.add_argument("--retain", default="retain99", help="retain split for retain ROUGE-L")
     cmp.add_argument("--retain-authors", type=int, help="score only these last N retain authors")
@@ -183,7 +215,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmp.add_argument("--max-tokens", type=int, default=64, help="tokens per generated answer")
     cmp.add_argument("--concurrency", type=int, default=8, help="parallel requests")
     cmp.add_argument("--server", choices=["auto", "cpu", "gpu"], default="auto")
-    cmp.add_argument("--port", type=int, default=8765)
+    cmp.add_argument("--port", type=int, default=8765, help="vLLM port")
+    cmp.add_argument("--proxy-port", type=int, default=8766)
     cmp.add_argument("--out", type=Path, required=True, help="results folder")
     cmp.add_argument("--data-dir", type=Path, help="benchmark data (default $NESCIO_DATA_DIR)")
     cmp.set_defaults(handler=_run_compare)

@@ -1,8 +1,12 @@
-"""`nescio compare`: serve every checkpoint with vLLM, probe it over HTTP, tabulate the results.
+"""`nescio compare`: serve every checkpoint with vLLM, put the proxy in front of the original
+model (one row per policy) and of the best baseline, grade every system over HTTP, tabulate.
 
-Each model's raw per-item scores go to `<out>/<name>.jsonl` and its summary to
-`<out>/<name>.summary.json`; a rerun reuses a summary whose model folder is unchanged, so an
-interrupted comparison resumes where it stopped. `results.json` and `results.md` hold the table.
+Rows, in order: the retain model (forget quality's reference), the original model, proxy(original)
+for each policy, each weight-level baseline, and proxy(best baseline) with the best proxy policy
+(`compare_table.pick_best` says what "best" means). Each row's raw per-item scores go to
+`<out>/<row>.jsonl` and its summary to `<out>/<row>.summary.json`; a rerun reuses a summary whose
+model folder, policy and probe counts are unchanged, so an interrupted comparison resumes.
+`results.json` and `results.md` hold the table.
 """
 
 from __future__ import annotations
@@ -14,34 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evals.baselines.checkpoint import read_run_info
-from evals.baselines.data import QAExample, last_authors, load_qa_jsonl, tofu_path
-from evals.baselines.formatting import chat_prompt
-from evals.baselines.probes import PerturbedQA, load_perturbed
-from evals.baselines.scoring import (
-    answer_logprob,
-    choice_correct,
-    gather_limited,
-    generate,
-    ks_forget_quality,
-    truth_ratio,
+from evals.baselines.compare_probes import ProbeSets, load_probe_sets, write_policy_concepts
+from evals.baselines.compare_scoring import score_system
+from evals.baselines.compare_table import (
+    HIGHER_IS_BETTER,
+    INFO_COLUMNS,
+    markdown_table,
+    pick_best,
 )
+from evals.baselines.proxy_server import serve_proxy
 from evals.baselines.settings import BaselineSettings
 from evals.baselines.vllm_server import serve
-from evals.metrics.text import rouge_l_recall
+from evals.metrics.likelihood import ks_forget_quality
+from evals.runner.client import System
+from guards.concepts import Policy
 
 REFERENCE = "retain"
-HIGHER_IS_BETTER = {
-    "forget_rouge_l": False,
-    "retain_rouge_l": True,
-    "real_authors_acc": True,
-    "world_facts_acc": True,
-    "forget_truth_ratio": False,
-    "forget_quality": True,
-}
 
 
 class CompareConfig(BaseModel):
@@ -53,6 +48,9 @@ class CompareConfig(BaseModel):
     out: Path
     retain_model: Path
     checkpoints: dict[str, Path]
+    original: str = "target"
+    proxy_policies: list[Policy] = Field(default_factory=lambda: list(Policy))
+    best_baseline: str | None = None
     forget: str = "forget01"
     retain_split: str = "retain99"
     retain_authors: int | None = None
@@ -63,173 +61,209 @@ class CompareConfig(BaseModel):
     concurrency: int = Field(default=8, gt=0)
     server: str = "auto"
     port: int = 8765
+    proxy_port: int = 8766
     vllm_python: Path = Field(default_factory=lambda: BaselineSettings().vllm_python)
+
+    @model_validator(mode="after")
+    def _names_known(self) -> CompareConfig:
+        if self.proxy_policies and self.original not in self.checkpoints:
+            raise ValueError(
+                f"the original model {self.original!r} must be one of the checkpoints "
+                f"({', '.join(self.checkpoints)}) to put the proxy in front of it"
+            )
+        if self.best_baseline is not None and self.best_baseline not in self.checkpoints:
+            raise ValueError(f"--best-baseline {self.best_baseline!r} is not a checkpoint")
+        if REFERENCE in self.checkpoints:
+            raise ValueError(f"{REFERENCE!r} is reserved for the retain model")
+        return self
 
 
 @dataclass(frozen=True)
-class ProbeSets:
-    forget: list[PerturbedQA]
-    retain: list[QAExample]
-    real_authors: list[PerturbedQA]
-    world_facts: list[PerturbedQA]
+class Row:
+    """One system to grade: a served checkpoint, alone or behind the proxy with `policy`."""
 
-    @classmethod
-    def load(cls, config: CompareConfig) -> ProbeSets:
-        tofu = config.data_dir
-        retain = last_authors(
-            load_qa_jsonl(tofu_path(tofu, config.retain_split)), config.retain_authors
+    model: str
+    model_dir: Path
+    policy: Policy | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model if self.policy is None else f"proxy-{self.policy.value}-{self.model}"
+
+    @property
+    def label(self) -> str:
+        return self.model if self.policy is None else f"proxy[{self.policy.value}]({self.model})"
+
+
+class _Context:
+    def __init__(self, config: CompareConfig) -> None:
+        from transformers import AutoTokenizer
+
+        self.config = config
+        concept_dir = config.out / "concepts"
+        self.concepts, examples = write_policy_concepts(
+            config.data_dir, config.forget, concept_dir, config.proxy_policies
         )
-        n = config.utility_items
-        forget = load_perturbed(tofu_path(tofu, f"{config.forget}_perturbed"), need_paraphrase=True)
-        return cls(
-            forget[: config.forget_items],
-            retain[: config.retain_items],
-            load_perturbed(tofu_path(tofu, "real_authors_perturbed"), need_paraphrase=False)[:n],
-            load_perturbed(tofu_path(tofu, "world_facts_perturbed"), need_paraphrase=False)[:n],
+        self.probes: ProbeSets = load_probe_sets(
+            config.data_dir,
+            config.forget,
+            config.retain_split,
+            retain_authors=config.retain_authors,
+            forget_items=config.forget_items,
+            retain_items=config.retain_items,
+            utility_items=config.utility_items,
+            excluded_questions=examples,
+        )
+        self.tokenizer_of = AutoTokenizer.from_pretrained
+
+    def cache_key(self, row: Row) -> dict[str, Any]:
+        return {
+            "model_dir": str(row.model_dir),
+            "policy": None if row.policy is None else row.policy.value,
+            "probe_counts": self.probes.counts(),
+        }
+
+    def cached(self, row: Row) -> dict[str, Any] | None:
+        path = self.config.out / f"{row.name}.summary.json"
+        if not path.is_file():
+            return None
+        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return summary if summary.get("key") == self.cache_key(row) else None
+
+    def evaluate(self, rows: list[Row]) -> dict[str, dict[str, Any]]:
+        """Grade rows that share one checkpoint: serve it once, start a proxy per policy."""
+        done = {row.name: s for row in rows if (s := self.cached(row)) is not None}
+        todo = [row for row in rows if row.name not in done]
+        if not todo:
+            return done
+        config, model = self.config, todo[0].model
+        tokenizer = self.tokenizer_of(todo[0].model_dir)
+        log = config.out / f"{model}.vllm.log"
+        with serve(
+            todo[0].model_dir, model, config.port, log, kind=config.server,
+            cpu_python=config.vllm_python,
+        ) as base_url:  # fmt: skip
+            for row in todo:
+                start = time.perf_counter()
+                if row.policy is None:
+                    summary, raw = self._score(row, base_url, tokenizer)
+                else:
+                    with serve_proxy(
+                        base_url,
+                        self.concepts[row.policy],
+                        config.proxy_port,
+                        config.out / f"{row.name}.proxy.log",
+                        cache_dir=config.out / "index-cache",
+                    ) as proxy_url:
+                        summary, raw = self._score(row, proxy_url, tokenizer)
+                summary["eval_wall_s"] = round(time.perf_counter() - start, 1)
+                done[row.name] = self._save(row, summary, raw)
+        return done
+
+    def _score(
+        self, row: Row, base_url: str, tokenizer: Any
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        system = System(row.label, base_url.removesuffix("/v1"), model=row.model)
+        return asyncio.run(
+            score_system(
+                system,
+                tokenizer,
+                self.probes,
+                max_tokens=self.config.max_tokens,
+                concurrency=self.config.concurrency,
+            )
         )
 
-
-async def score_model(
-    base_url: str, model: str, tokenizer: Any, probes: ProbeSets, config: CompareConfig
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """All probes against one served model: a summary and the raw per-item records."""
-    limit = config.concurrency
-    async with httpx.AsyncClient(base_url=base_url, timeout=600.0) as client:
-
-        async def rouge(item: QAExample | PerturbedQA) -> dict[str, Any]:
-            text = await generate(client, model, item.question, config.max_tokens)
-            return {
-                "question": item.question,
-                "output": text,
-                "rouge_l": rouge_l_recall(text, [item.answer]),
-            }
-
-        async def forget_ratio(item: PerturbedQA) -> float:
-            prompt = chat_prompt(tokenizer, item.question)
-            paraphrase = await answer_logprob(client, model, prompt, item.paraphrased_answer or "")
-            wrong = [await answer_logprob(client, model, prompt, w) for w in item.perturbed_answers]
-            return truth_ratio(paraphrase, wrong)
-
-        async def choice(item: PerturbedQA) -> bool:
-            prompt = chat_prompt(tokenizer, item.question)
-            right = await answer_logprob(client, model, prompt, item.answer)
-            wrong = [await answer_logprob(client, model, prompt, w) for w in item.perturbed_answers]
-            return choice_correct(right, wrong)
-
-        forget = await gather_limited(probes.forget, rouge, limit)
-        retain = await gather_limited(probes.retain, rouge, limit)
-        ratios = await gather_limited(probes.forget, forget_ratio, limit)
-        real = await gather_limited(probes.real_authors, choice, limit)
-        world = await gather_limited(probes.world_facts, choice, limit)
-    raw = [
-        {"set": "forget", **row, "truth_ratio": r} for row, r in zip(forget, ratios, strict=True)
-    ]
-    raw += [{"set": "retain", **row} for row in retain]
-    raw += [
-        {"set": "real_authors", "question": q.question, "correct": c}
-        for q, c in zip(probes.real_authors, real, strict=True)
-    ]
-    raw += [
-        {"set": "world_facts", "question": q.question, "correct": c}
-        for q, c in zip(probes.world_facts, world, strict=True)
-    ]
-    summary = {
-        "forget_rouge_l": _mean([row["rouge_l"] for row in forget]),
-        "retain_rouge_l": _mean([row["rouge_l"] for row in retain]),
-        "real_authors_acc": _mean([float(c) for c in real]),
-        "world_facts_acc": _mean([float(c) for c in world]),
-        "forget_truth_ratio": _mean(ratios),
-        "truth_ratios": ratios,
-    }
-    return summary, raw
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-def _evaluate(
-    name: str, model_dir: Path, probes: ProbeSets, config: CompareConfig
-) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
-    summary_path = config.out / f"{name}.summary.json"
-    if summary_path.is_file():
-        cached: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
-        if cached.get("model_dir") == str(model_dir):
-            return cached
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    start = time.perf_counter()
-    log = config.out / f"{name}.vllm.log"
-    with serve(
-        model_dir, name, config.port, log, kind=config.server, cpu_python=config.vllm_python
-    ) as base_url:
-        summary, raw = asyncio.run(score_model(base_url, name, tokenizer, probes, config))
-    summary.update(
-        name=name, model_dir=str(model_dir), eval_wall_s=round(time.perf_counter() - start, 1)
-    )
-    summary["run"] = read_run_info(model_dir)
-    with (config.out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in raw)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
+    def _save(self, row: Row, summary: dict[str, Any], raw: list[dict[str, Any]]) -> dict[str, Any]:
+        summary.update(name=row.label, key=self.cache_key(row), run=read_run_info(row.model_dir))
+        with (self.config.out / f"{row.name}.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(item) + "\n" for item in raw)
+        path = self.config.out / f"{row.name}.summary.json"
+        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        return summary
 
 
 def run_compare(config: CompareConfig) -> list[dict[str, Any]]:
-    """Evaluate the retain model and every checkpoint; write and return the results table."""
+    """Grade every row; write `results.json` / `results.md` and return the table rows."""
     from tqdm import tqdm
 
     config.out.mkdir(parents=True, exist_ok=True)
-    probes = ProbeSets.load(config)
-    models = {REFERENCE: config.retain_model, **config.checkpoints}
-    summaries = {
-        name: _evaluate(name, path, probes, config)
-        for name, path in tqdm(models.items(), desc="compare")
-    }
+    context = _Context(config)
+    original_dir = config.checkpoints.get(config.original)
+    groups: list[list[Row]] = [[Row(REFERENCE, config.retain_model)]]
+    for name, path in config.checkpoints.items():
+        policies = config.proxy_policies if name == config.original else []
+        groups.append([Row(name, path), *(Row(name, path, p) for p in policies)])
+    summaries: dict[str, dict[str, Any]] = {}
+    for group in tqdm(groups, desc="compare", unit="checkpoint"):
+        summaries.update(context.evaluate(group))
     reference = summaries[REFERENCE]["truth_ratios"]
-    rows = []
-    for name, summary in summaries.items():
-        run = summary.get("run", {})
-        rows.append(
-            {
-                "model": name,
-                "method": run.get("method", run.get("command", "")),
-                "train_wall_s": run.get("wall_s"),
-                **{key: summary[key] for key in HIGHER_IS_BETTER if key != "forget_quality"},
-                "forget_quality": ks_forget_quality(summary["truth_ratios"], reference),
-                "eval_wall_s": summary["eval_wall_s"],
-            }
-        )
+    table = _table(summaries, [row for group in groups for row in group], reference)
+    notes: list[str] = []
+    if config.proxy_policies and original_dir is not None:
+        table += _proxy_on_best(context, table, reference, notes)
     results = {
         "forget": config.forget,
         "higher_is_better": HIGHER_IS_BETTER,
-        "rows": rows,
-        "probe_counts": {
-            "forget": len(probes.forget),
-            "retain": len(probes.retain),
-            "real_authors": len(probes.real_authors),
-            "world_facts": len(probes.world_facts),
-        },
+        "rows": table,
+        "notes": notes,
+        "probe_counts": context.probes.counts(),
     }
     (config.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (config.out / "results.md").write_text(markdown_table(rows), encoding="utf-8")
-    print(markdown_table(rows))
-    return rows
+    text = markdown_table(table) + "".join(f"\n{note}\n" for note in notes)
+    (config.out / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+    return table
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The results as a Markdown table (arrows say which direction is better)."""
-    columns = ["model", "method", "train_wall_s", *HIGHER_IS_BETTER, "eval_wall_s"]
-    arrows = {key: (" ↑" if up else " ↓") for key, up in HIGHER_IS_BETTER.items()}
-    header = "| " + " | ".join(c + arrows.get(c, "") for c in columns) + " |"
-    lines = [header, "|" + "---|" * len(columns)]
+def _proxy_on_best(
+    context: _Context, table: list[dict[str, Any]], reference: list[float], notes: list[str]
+) -> list[dict[str, Any]]:
+    """Grade proxy(best baseline) with the best proxy policy; the choices go into `notes`."""
+    config = context.config
+    by_label = {row["model"]: row for row in table}
+    original_retain = by_label[config.original]["retain_rouge_l"]
+    baselines = [
+        row
+        for name, row in by_label.items()
+        if name in config.checkpoints and name != config.original
+    ]
+    best = config.best_baseline or pick_best(baselines, original_retain)
+    proxies = [row for row in table if row.get("policy") is not None]
+    best_proxy = pick_best(proxies, original_retain)
+    if best is None or best_proxy is None:
+        notes.append("No weight-level baseline to put the proxy in front of.")
+        return []
+    policy = Policy(next(r["policy"] for r in proxies if r["model"] == best_proxy))
+    how = "given by --best-baseline" if config.best_baseline else "picked by the rule below"
+    notes.append(
+        f"Best baseline: {best} ({how}); best proxy policy: {policy.value}. Rule: the lowest "
+        "forget ROUGE-L among rows keeping >= 90% of the original model's retain ROUGE-L, else "
+        "the highest retain ROUGE-L."
+    )
+    row = Row(best, config.checkpoints[best], policy)
+    return _table(context.evaluate([row]), [row], reference)
+
+
+def _table(
+    summaries: dict[str, dict[str, Any]], rows: list[Row], reference: list[float]
+) -> list[dict[str, Any]]:
+    """Table rows; forget quality compares each row's truth ratios with `reference` (retain's)."""
+    table = []
     for row in rows:
-        cells = [_cell(row.get(c)) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e-2 and value != 0 else f"{value:.3f}"
-    return "" if value is None else str(value)
+        summary = summaries[row.name]
+        run = summary.get("run", {})
+        method = run.get("method", run.get("command", ""))
+        table.append(
+            {
+                "model": row.label,
+                "method": method if row.policy is None else f"proxy ({row.policy.value})",
+                "policy": None if row.policy is None else row.policy.value,
+                "train_wall_s": run.get("wall_s") if row.policy is None else None,
+                **{key: summary[key] for key in HIGHER_IS_BETTER if key != "forget_quality"},
+                "forget_quality": ks_forget_quality(summary["truth_ratios"], reference),
+                **{key: summary[key] for key in INFO_COLUMNS},
+                "eval_wall_s": summary["eval_wall_s"],
+            }
+        )
+    return table

@@ -86,12 +86,30 @@ def serve(
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
     base_url = f"http://127.0.0.1:{port}/v1"
+    with running(command, env, f"{base_url}/models", log_path, "vLLM", startup_timeout_s):
+        yield base_url
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    log_path: Path,
+    what: str,
+    startup_timeout_s: float,
+) -> Iterator[None]:
+    """Run `command` until the `with` block ends, once `ready_url` answers 200.
+
+    Output goes to `log_path`, named in the error if the process exits or never gets ready; the
+    process is always stopped on exit (SIGTERM, then SIGKILL after 30 s).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            _wait_ready(process, base_url, startup_timeout_s, log_path)
-            yield base_url
+            _wait_ready(process, ready_url, startup_timeout_s, log_path, what)
+            yield
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -102,16 +120,16 @@ def serve(
 
 
 def _wait_ready(
-    process: subprocess.Popen[bytes], base_url: str, timeout_s: float, log_path: Path
+    process: subprocess.Popen[bytes], url: str, timeout_s: float, log_path: Path, what: str
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerError(f"vLLM exited with code {process.returncode}; see {log_path}")
-        if _answers(f"{base_url}/models"):
+            raise ServerError(f"{what} exited with code {process.returncode}; see {log_path}")
+        if _answers(url):
             return
         time.sleep(1.0)
-    raise ServerError(f"vLLM did not become ready within {timeout_s:.0f} s; see {log_path}")
+    raise ServerError(f"{what} did not become ready within {timeout_s:.0f} s; see {log_path}")
 
 
 def _answers(url: str) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import httpx
 
 from evals.errors import EndpointError
+from evals.metrics.likelihood import AnswerLogprob, answer_span_logprob
 
 Mode = Literal["chat", "completions"]
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -77,6 +78,7 @@ class Answer:
     finish_reason: str | None = None
     top_logprobs: dict[str, float] | None = None
     error: str | None = None
+    answer_logprob: AnswerLogprob | None = None
 
 
 class SystemClient:
@@ -113,6 +115,41 @@ class SystemClient:
     async def ask(self, prompt: str, *, multiple_choice: bool = False) -> Answer:
         body = await self._body(prompt, multiple_choice)
         path = "/v1/chat/completions" if self.config.mode == "chat" else "/v1/completions"
+        result = await self._post_retrying(path, body)
+        return result if isinstance(result, Answer) else self._answer(*result)
+
+    async def score_answer(self, prompt: str, answer: str) -> Answer:
+        """The log-probability the system gives ``answer`` right after the (already templated)
+        ``prompt``, through ``/v1/completions`` with ``echo``. ``Answer.answer_logprob`` is None
+        when the system answered without prompt log-probabilities (the proxy refused)."""
+        body = {
+            "model": await self.model(),
+            "prompt": prompt + answer,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        result = await self._post_retrying("/v1/completions", body)
+        if isinstance(result, Answer):
+            return result
+        response, attempts = result
+        scored = self._answer(response, attempts)
+        if scored.error is not None:
+            return scored
+        payload = response.json()
+        logprobs = payload["choices"][0].get("logprobs")
+        usage = payload.get("usage") or {}
+        span = None
+        if isinstance(logprobs, dict):
+            prompt_tokens = usage.get("prompt_tokens", len(logprobs.get("tokens") or []) - 1)
+            span = answer_span_logprob(logprobs, len(answer), int(prompt_tokens))
+        return replace(scored, answer_logprob=span)
+
+    async def _post_retrying(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[httpx.Response, int] | Answer:
+        """POST with retries: the 200 response and the attempts it took, or a final error."""
         attempts = 0
         last = "no attempt"
         while attempts < self._retry.attempts:
@@ -126,7 +163,7 @@ class SystemClient:
                 retry_after = None
             else:
                 if response.status_code == 200:
-                    return self._answer(response, attempts)
+                    return response, attempts
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in RETRY_STATUSES:
                     return Answer(

@@ -93,6 +93,24 @@ def prompts() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def vllm_launch() -> Any:
+    """The local stack's vLLM launch settings (model folder, CPU interpreter), checked present."""
+    serve = load_serve_vllm()
+    launch = serve.VllmLaunch(port=serve.free_port())
+    problems: list[str] = launch.missing()
+    if problems:
+        unavailable("; ".join(problems) + f" — {serve.SETUP_HINT}")
+    return launch
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function returning a free loopback port."""
+    port: Callable[[], int] = load_serve_vllm().free_port
+    return port
+
+
+@pytest.fixture(scope="session")
 def vllm_server() -> Iterator[str]:
     """Base URL (no /v1) of a real vLLM CPU server, stopped (SIGTERM, then SIGKILL) at the end."""
     serve = load_serve_vllm()
