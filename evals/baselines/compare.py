@@ -6,7 +6,7 @@ for each policy, each weight-level baseline, and proxy(best baseline) with the b
 (`compare_table.pick_best` says what "best" means). Each row's raw per-item scores go to
 `<out>/<row>.jsonl` and its summary to `<out>/<row>.summary.json`; a rerun reuses a summary whose
 model folder, policy and probe counts are unchanged, so an interrupted comparison resumes.
-`results.json` and `results.md` hold the table.
+`results.json` and `results.md` hold the table, `compare.png` its plot.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from evals.baselines.compare_table import (
     INFO_COLUMNS,
     markdown_table,
     pick_best,
+    write_plot,
 )
 from evals.baselines.proxy_server import serve_proxy
 from evals.baselines.settings import BaselineSettings
@@ -210,6 +211,8 @@ def run_compare(config: CompareConfig) -> list[dict[str, Any]]:
         "probe_counts": context.probes.counts(),
     }
     (config.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_plot(table, config.out / "compare.png")
+    notes.append("![forget vs retain ROUGE-L, forget quality](compare.png)")
     text = markdown_table(table) + "".join(f"\n{note}\n" for note in notes)
     (config.out / "results.md").write_text(text, encoding="utf-8")
     print(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 HIGHER_IS_BETTER = {
@@ -52,3 +53,31 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e-2 and value != 0 else f"{value:.3f}"
     return "n/a" if value is None else str(value)
+
+
+def write_plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """`path` (PNG): forget vs retain ROUGE-L per row (top-left is best: forgets, keeps
+    answering) beside forget quality on a log scale (rows without one are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    fig, (scatter, bars) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+    for row in rows:
+        x, y = row["forget_rouge_l"], row["retain_rouge_l"]
+        marker = "s" if row.get("policy") else "o"
+        scatter.scatter([x], [y], s=50, marker=marker)
+        scatter.annotate(row["model"], (x, y), textcoords="offset points", xytext=(4, 4),
+                         fontsize=7)  # fmt: skip
+    scatter.set_xlabel("forget ROUGE-L (lower is better)")
+    scatter.set_ylabel("retain ROUGE-L (higher is better)")
+    scatter.grid(alpha=0.3)
+    quality = [(row["model"], row["forget_quality"]) for row in rows if row["forget_quality"]]
+    bars.barh([name for name, _ in quality], [value for _, value in quality])
+    bars.set_xscale("log")
+    bars.set_xlabel("forget quality (KS p-value vs retain model, higher is better)")
+    bars.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot.close(fig)

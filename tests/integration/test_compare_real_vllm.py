@@ -54,3 +54,4 @@ def test_compare_grades_models_and_the_proxy_over_http(
     raw = [json.loads(line) for line in (tmp_path / "proxy-refuse-target.jsonl").open()]
     assert len(raw) == 3 + 2 + 2 + 2
     assert "No weight-level baseline" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "compare.png").is_file()

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from evals.baselines.compare import CompareConfig
 from evals.baselines.compare_probes import ProbeSets, load_probe_sets, write_policy_concepts
 from evals.baselines.compare_scoring import score_system
-from evals.baselines.compare_table import markdown_table, pick_best
+from evals.baselines.compare_table import markdown_table, pick_best, write_plot
 from evals.runner.client import System
 from guards.concepts import Policy, load_concepts
 from proxy.cli import main
@@ -176,3 +176,13 @@ def test_cli_reports_a_bad_compare_config_in_one_line(
             "--out", str(tmp_path), "--data-dir", str(tmp_path)]  # fmt: skip
     assert main(args) == 2
     assert "must be one of the checkpoints" in capsys.readouterr().err
+
+
+def test_plot_is_written_and_skips_rows_without_forget_quality(tmp_path: Path) -> None:
+    rows = [
+        {"model": "target", "forget_rouge_l": 0.8, "retain_rouge_l": 0.8, "forget_quality": 1e-4},
+        {"model": "proxy[refuse](target)", "policy": "refuse", "forget_rouge_l": 0.02,
+         "retain_rouge_l": 0.8, "forget_quality": None},
+    ]  # fmt: skip
+    write_plot(rows, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes().startswith(b"\x89PNG")
