@@ -1,13 +1,13 @@
-"""TOFU question-answer files: loading with line-level validation, split and author selection."""
+"""TOFU question-answer files for training: loading, split paths and author selection."""
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from evals.baselines.errors import DataFileError
+from evals.jsonl import RowReader, read_rows
 
 QA_PER_AUTHOR = 20
 """TOFU stores exactly 20 consecutive question-answer pairs per fictitious author."""
@@ -31,43 +31,11 @@ class QAExample:
     answer: str
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, object]]]:
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found")
-    rows: list[tuple[int, dict[str, object]]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFileError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DataFileError(f"{path}:{number}: expected a JSON object")
-            rows.append((number, row))
-    return rows
-
-
-def require_str(path: Path, number: int, row: dict[str, object], field: str) -> str:
-    """Return `row[field]` if it is a non-empty string, else raise naming file, line and field."""
-    value = row.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise DataFileError(f"{path}:{number}: field '{field}' must be a non-empty string")
-    return value
-
-
 def load_qa_jsonl(path: Path) -> list[QAExample]:
-    """Load `{question, answer}` JSON Lines; extra fields are ignored."""
-    return [
-        QAExample(require_str(path, n, row, "question"), require_str(path, n, row, "answer"))
-        for n, row in _read_jsonl(path)
-    ]
-
-
-def load_rows(path: Path) -> list[tuple[int, dict[str, object]]]:
-    """Raw JSON objects with their line numbers, for loaders that validate richer records."""
-    return _read_jsonl(path)
+    """Load `{question, answer}` JSON Lines with the evaluator's reader (errors name the file,
+    line and field); extra fields are ignored."""
+    readers = (RowReader(path, number, row) for number, row in read_rows(path))
+    return [QAExample(r.text("question"), r.text("answer")) for r in readers]
 
 
 def tofu_path(data_dir: Path, split: str) -> Path:

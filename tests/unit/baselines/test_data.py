@@ -14,19 +14,20 @@ from evals.baselines.data import (
     with_idk_answers,
 )
 from evals.baselines.errors import DataFileError
+from evals.errors import ProbeFileError
 
 
 def test_load_qa_reports_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "q", "answer": "a"}\n\n{"question": "q2"}\n', encoding="utf-8")
-    with pytest.raises(DataFileError, match=r"qa\.jsonl:3: field 'answer'"):
+    with pytest.raises(ProbeFileError, match=r"qa\.jsonl:3: field 'answer'"):
         load_qa_jsonl(path)
 
 
 def test_load_qa_reports_bad_json(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(DataFileError, match=r"qa\.jsonl:1: invalid JSON"):
+    with pytest.raises(ProbeFileError, match=r"qa\.jsonl:1: invalid JSON"):
         load_qa_jsonl(path)
 
 
