@@ -22,8 +22,9 @@ from guards.detector import Detector, EmbeddingAliasDetector
 from guards.encoder import DEFAULT_ENCODER, Encoder, load_encoder
 from guards.errors import GuardError
 from guards.index import Entry, FaissIndex
-from guards.interventions import Outcome, intervention_for
+from guards.interventions import Outcome, Rewrite, intervention_for, message_text, withhold_parts
 from guards.learned_detector import LearnedDetector
+from guards.mixed import Partial, isolate
 from guards.normalize import AliasMatcher
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
@@ -93,20 +94,66 @@ class Guard:
         policy = self.concepts.policy_of(concept)
         return intervention_for(policy).apply(body, decision, concept, self.concepts)
 
+    def isolate(self, turns: Sequence[str], last: int, decision: Decision) -> Partial | None:
+        """Which sentences of ``turns[last]`` to withhold (see :mod:`guards.mixed`), or ``None``."""
+        return isolate(self.detector, turns, last, decision)
+
+    async def aisolate(self, turns: Sequence[str], last: int, decision: Decision) -> Partial | None:
+        """:meth:`isolate` in a worker thread (it runs the detector once per sentence)."""
+        return await asyncio.to_thread(isolate, self.detector, turns, last, decision)
+
+    def withhold(self, body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
+        """``body`` without ``partial``'s withheld parts, or ``None`` to apply the whole policy.
+
+        The promise, checked on every request: no withheld part appears (ignoring case and
+        spacing) in any message, whatever its role, or prompt of the returned body. Whenever it
+        cannot be kept, e.g. the client repeated the sentence in an earlier turn, the answer is
+        ``None``.
+        """
+        rewrite = withhold_parts(body, partial)
+        if rewrite is None:
+            return None
+        sent = [_folded(t) for t in _all_texts(rewrite.body)]
+        for part in partial.withheld:
+            if any(_folded(part) in text for text in sent):
+                return None
+        return rewrite
+
 
 def turns_of_messages(messages: Sequence[Any]) -> list[str]:
     """The guarded text of a chat: every user/system/developer turn, text parts of multi-part content."""
-    turns: list[str] = []
+    return [text for _, text in _guarded(messages)]
+
+
+def last_user_turn(messages: Sequence[Any]) -> int | None:
+    """The index, among :func:`turns_of_messages`, of the last user message (``None``: none)."""
+    users = [i for i, (role, _) in enumerate(_guarded(messages)) if role == "user"]
+    return users[-1] if users else None
+
+
+def _guarded(messages: Sequence[Any]) -> list[tuple[str, str]]:
+    pairs = []
     for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") not in GUARDED_ROLES:
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            turns.append(content)
-        elif isinstance(content, list):
-            parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
-            turns.append(" ".join(p for p in parts if isinstance(p, str) and p.strip()))
-    return turns
+        if isinstance(message, Mapping) and message.get("role") in GUARDED_ROLES:
+            text = message_text(message)
+            if text is not None:
+                pairs.append((str(message["role"]), text))
+    return pairs
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _all_texts(body: Mapping[str, Any]) -> list[str]:
+    """Every text of a request body the upstream model would read, whatever the role."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return [t for t in (message_text(m) for m in messages) if t is not None]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    return [p for p in prompt if isinstance(p, str)] if isinstance(prompt, list) else []
 
 
 def build_index(

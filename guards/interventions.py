@@ -6,6 +6,9 @@
   unrelated questions are answered normally, so the model imitates forgetting only in scope.
 - ``instruct``: a guardrail system prompt telling the model to act as if it never learned the concept.
 
+A mixed prompt (:mod:`guards.mixed`) gets :func:`withhold_parts` instead: its in-scope sentences
+are cut from the last user message and a note asks the model to answer the rest.
+
 Injected text is built only from the concept's name, aliases and example questions, never from
 its description or forget corpus, so a "repeat everything above" attack cannot leak the facts.
 When the conversation never named the concept (e.g. a reverse query whose answer *is* the name),
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 
 from guards.concepts import Concept, ConceptList, Policy
 from guards.decision import Decision
+from guards.mixed import Partial
 
 IGNORANCE_ANSWER = "I'm sorry, I don't know anything about that."
 MASK = "this subject"
@@ -31,6 +35,12 @@ OUT_OF_SCOPE_DEMOS: tuple[tuple[str, str], ...] = (
     ("What is the capital of France?", "The capital of France is Paris."),
     ("How many days are there in a leap year?", "A leap year has 366 days."),
     ("What is the chemical symbol for water?", "The chemical formula of water is H2O."),
+)
+# Names no concept and quotes nothing withheld: safe to send whatever was removed.
+WITHHELD_NOTE = (
+    "Part of the user's last message was removed because it asks about a topic you cannot "
+    "discuss. Answer the rest of the message normally, and say briefly that you cannot answer "
+    "the removed part."
 )
 
 
@@ -105,23 +115,7 @@ class Instruct:
             "do not know, without guessing, hinting or naming related facts. Answer every other "
             "part of the request normally."
         )
-        new = copy.deepcopy(dict(body))
-        if "messages" in new:
-            messages = list(new["messages"])
-            if (
-                messages
-                and _role(messages[0]) == "system"
-                and isinstance(messages[0].get("content"), str)
-            ):
-                first = dict(messages[0])
-                first["content"] = f"{instruction}\n\n{first['content']}"
-                messages[0] = first
-            else:
-                messages.insert(0, {"role": "system", "content": instruction})
-            new["messages"] = messages
-        else:
-            new["prompt"] = _prefix_prompt(new.get("prompt"), f"{instruction}\n\n")
-        return Rewrite(new)
+        return Rewrite(_with_instruction(body, instruction))
 
 
 INTERVENTIONS: dict[Policy, Intervention] = {
@@ -133,6 +127,70 @@ INTERVENTIONS: dict[Policy, Intervention] = {
 
 def intervention_for(policy: Policy) -> Intervention:
     return INTERVENTIONS[policy]
+
+
+def withhold_parts(body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
+    """A chat ``body`` with the withheld parts of its last user message cut out and
+    :data:`WITHHELD_NOTE` added as a system instruction.
+
+    ``None`` when the body is not a chat or its last user message's text is not
+    ``partial.text`` (the split was made on another message): the caller then applies the whole
+    policy. Completion prompts are never split: a prompt is a document the model continues, and
+    cutting a sentence out of it leaves a continuation of the removed topic (a templated
+    question's answer, a dangling "Answer:"). Multi-part content keeps its non-text parts; its
+    text parts become one part with the rest.
+    """
+    messages = list(body.get("messages") or [])
+    users = [i for i, m in enumerate(messages) if _role(m) == "user"]
+    if not users or message_text(messages[users[-1]]) != partial.text:
+        return None
+    message = dict(messages[users[-1]])
+    content = message.get("content")
+    if isinstance(content, list):
+        others = [p for p in content if not (isinstance(p, Mapping) and "text" in p)]
+        message["content"] = [{"type": "text", "text": partial.kept}, *others]
+    else:
+        message["content"] = partial.kept
+    messages[users[-1]] = message
+    new = dict(body)  # _with_instruction copies it deeply; nothing here mutates body
+    new["messages"] = messages
+    return Rewrite(_with_instruction(new, WITHHELD_NOTE))
+
+
+def message_text(message: Any) -> str | None:
+    """A chat message's text as the guard reads it: the string content, or the text parts of
+    multi-part content joined by spaces; ``None`` for a message without text content."""
+    if not isinstance(message, Mapping):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+        return " ".join(p for p in parts if isinstance(p, str) and p.strip())
+    return None
+
+
+def _with_instruction(body: Mapping[str, Any], instruction: str) -> dict[str, Any]:
+    """A copy of ``body`` with ``instruction`` first in its system message (added if missing),
+    or before its prompt(s)."""
+    new = copy.deepcopy(dict(body))
+    if "messages" in new:
+        messages = list(new["messages"])
+        if (
+            messages
+            and _role(messages[0]) == "system"
+            and isinstance(messages[0].get("content"), str)
+        ):
+            first = dict(messages[0])
+            first["content"] = f"{instruction}\n\n{first['content']}"
+            messages[0] = first
+        else:
+            messages.insert(0, {"role": "system", "content": instruction})
+        new["messages"] = messages
+    else:
+        new["prompt"] = _prefix_prompt(new.get("prompt"), f"{instruction}\n\n")
+    return new
 
 
 def _was_named(decision: Decision) -> bool:

@@ -1,8 +1,10 @@
 """The proxy's behaviour: check the conversation, apply the policy, relay the upstream answer.
 
 Routes only parse and call in here. Every response carries the decision header (unless turned
-off). Streaming answers are relayed chunk by chunk as the upstream sends them; when the client
-goes away, the relay is cancelled and the upstream response closed, which aborts the generation.
+off). A mixed prompt, whose last user message is only partly in scope, is forwarded without its
+in-scope sentences (``partial=<n>`` in the header) unless ``mixed_prompts`` is ``whole_policy``.
+Streaming answers are relayed chunk by chunk as the upstream sends them; when the client goes
+away, the relay is cancelled and the upstream response closed, which aborts the generation.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from guards.decision import Decision
-from guards.guard import Guard, turns_of_messages
+from guards.guard import Guard, last_user_turn, turns_of_messages
 from guards.interventions import Outcome, Refusal, Rewrite
+from guards.mixed import Partial
 from guards.output_guard import LeakScanner
 from proxy.errors import (
     GuardUnavailable,
@@ -57,9 +60,11 @@ class ProxyService:
         def refusal(text: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
             return chat_refusal(request, text), chat_refusal_stream(request, text)
 
-        turns = turns_of_messages(body["messages"])
+        messages = body["messages"]
+        turns = turns_of_messages(messages)
+        last = last_user_turn(messages)
         return await self._guarded(
-            "/v1/chat/completions", body, turns, headers, refusal, request.stream
+            "/v1/chat/completions", body, turns, last, headers, refusal, request.stream
         )
 
     async def completions(self, raw: bytes, headers: dict[str, str]) -> Response:
@@ -69,27 +74,42 @@ class ProxyService:
             return completion_refusal(request, text), completion_refusal_stream(request, text)
 
         turns = request.prompt_texts()
-        return await self._guarded("/v1/completions", body, turns, headers, refusal, request.stream)
+        # A completion prompt is a document to continue, not a message of questions: never split
+        # (see guards.interventions.withhold_parts); the concept's policy applies to all of it.
+        return await self._guarded(
+            "/v1/completions", body, turns, None, headers, refusal, request.stream
+        )
 
     async def _guarded(
         self,
         path: str,
         body: dict[str, Any],
         turns: list[str],
+        last: int | None,
         headers: dict[str, str],
         refusal: RefusalBuilder,
         stream: bool,
     ) -> Response:
-        """Decide, then refuse, or forward the (possibly rewritten) body with the output guard."""
+        """Decide, then refuse, or forward the (possibly rewritten) body with the output guard.
+
+        ``last`` is the index in ``turns`` of the message a mixed prompt may be split in.
+        """
         guard = self.state.guard  # one configuration for the whole request, even across a swap
         decision = await self._decide(guard, turns)
+        withheld = await self._withhold(guard, body, turns, last, decision)
+        if withheld is not None:
+            rewrite, partial = withheld
+            sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :]]
+            scanner = self._scanner(guard, sent)  # concepts named only in withheld parts too
+            return await self._forward(path, rewrite.body, headers, partial.header_value(), scanner)
         outcome = _outcome(guard, body, decision)
+        header = FAIL_OPEN_HEADER if decision is None else decision.header_value()
         if isinstance(outcome, Refusal):
             payload, chunks = refusal(outcome.text)
-            return self._refuse(stream, payload, chunks, decision)
+            return self._refuse(stream, payload, chunks, header)
         forwarded = outcome.body if isinstance(outcome, Rewrite) else body
         scanner = self._scanner(guard, turns)
-        return await self._forward(path, forwarded, headers, decision, scanner)
+        return await self._forward(path, forwarded, headers, header, scanner)
 
     async def models(self, headers: dict[str, str]) -> Response:
         response = await self.upstream.send("GET", "/v1/models", headers=headers)
@@ -129,19 +149,50 @@ class ProxyService:
             )
         return decision
 
-    def _decision_headers(self, decision: Decision | None) -> dict[str, str]:
-        if not self.settings.decision_header:
-            return {}
-        return {DECISION_HEADER: FAIL_OPEN_HEADER if decision is None else decision.header_value()}
+    async def _withhold(
+        self,
+        guard: Guard | None,
+        body: dict[str, Any],
+        turns: list[str],
+        last: int | None,
+        decision: Decision | None,
+    ) -> tuple[Rewrite, Partial] | None:
+        """The body without a mixed prompt's in-scope sentences, or ``None``: whole policy."""
+        if (
+            self.settings.mixed_prompts == "whole_policy"
+            or guard is None
+            or decision is None
+            or not decision.in_scope
+            or last is None
+        ):
+            return None
+        try:
+            partial = await guard.aisolate(turns, last, decision)
+        except Exception as exc:  # the whole policy is the stricter outcome, whatever went wrong
+            log.error("mixed-prompt split failed (%s); whole policy applies", type(exc).__name__)
+            return None
+        rewrite = None if partial is None else guard.withhold(body, partial)
+        if partial is None or rewrite is None:
+            return None
+        log.info(
+            "mixed prompt: %d of %d parts withheld, concept=%s",
+            len(partial.withheld),
+            len(partial.parts),
+            decision.concept_id,
+        )
+        return rewrite, partial
+
+    def _decision_headers(self, value: str) -> dict[str, str]:
+        return {DECISION_HEADER: value} if self.settings.decision_header else {}
 
     def _refuse(
         self,
         stream: bool,
         payload: dict[str, Any],
         chunks: AsyncIterator[bytes],
-        decision: Decision | None,
+        header: str,
     ) -> Response:
-        headers = self._decision_headers(decision)
+        headers = self._decision_headers(header)
         if stream:
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         return JSONResponse(payload, headers=headers)
@@ -157,11 +208,11 @@ class ProxyService:
         path: str,
         body: dict[str, Any],
         headers: dict[str, str],
-        decision: Decision | None,
+        header: str,
         scanner: LeakScanner | None,
     ) -> Response:
         response = await self.upstream.send("POST", path, json=body, headers=headers)
-        out_headers = {**relay_headers(response), **self._decision_headers(decision)}
+        out_headers = {**relay_headers(response), **self._decision_headers(header)}
         is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         if body.get("stream") and response.status_code == 200 and is_stream:
             chunks = _relay(response)

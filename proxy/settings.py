@@ -43,6 +43,13 @@ class ProxySettings(BaseSettings):
         default=True,
         description="Withhold answers naming a concept the conversation never named",
     )
+    mixed_prompts: Literal["answer_allowed", "whole_policy"] = Field(
+        default="answer_allowed",
+        description=(
+            "When only some sentences of the last user message are in scope: withhold those and "
+            "answer the rest (answer_allowed), or apply the concept's policy to everything"
+        ),
+    )
     fail_open: bool = Field(
         default=False, description="On guard failure forward unguarded (true) or answer 503 (false)"
     )

@@ -1,0 +1,106 @@
+"""Mixed prompts: withhold the in-scope sentences of the last user message, keep the rest.
+
+A message that asks a forbidden and an allowed question at once ("Where does Corwin Hale live?
+And what is the capital of France?") defeats refusal-only unlearning (SepS): refusing everything
+loses the allowed answer, answering everything leaks. When a conversation is in scope,
+:func:`isolate` splits its last user message into sentences (:func:`guards.corpus.split_sentences`,
+so short fragments stay attached to a neighbour), checks each sentence alone with the same
+detector, then re-checks the whole conversation with the in-scope sentences removed. Only when
+that remainder is out of scope is the message split; in every other case (a single sentence, no
+sentence in scope on its own, every sentence in scope, or a remainder still in scope, e.g.
+because earlier turns are what is in scope) :func:`isolate` returns ``None`` and the concept's
+policy applies to the whole request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from guards.corpus import split_sentences
+from guards.decision import Decision
+from guards.detector import Detector
+
+_TOKEN = re.compile(r"\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One sentence of the message, as the span ``text[start:end]``."""
+
+    start: int
+    end: int
+    withheld: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A message split into parts to forward and parts to withhold.
+
+    ``decision`` is the whole conversation's (in-scope) decision; ``turn`` the index of the split
+    message among the guarded turns and ``text`` its full text, so a rewrite can check it edits
+    that very message. The texts are the client's own words: never log them or put them in
+    headers; :meth:`header_value` shows only counts.
+    """
+
+    decision: Decision
+    turn: int
+    text: str
+    parts: tuple[Part, ...]
+
+    @property
+    def withheld(self) -> tuple[str, ...]:
+        return tuple(self.text[p.start : p.end] for p in self.parts if p.withheld)
+
+    @property
+    def kept(self) -> str:
+        """The message without its withheld parts; the original separators stay in place."""
+        ends = [p.start for p in self.parts[1:]] + [len(self.text)]
+        pieces = [self.text[p.start : end] for p, end in zip(self.parts, ends, strict=True)]
+        kept = (piece for piece, part in zip(pieces, self.parts, strict=True) if not part.withheld)
+        return "".join(kept).rstrip()
+
+    def header_value(self) -> str:
+        """The decision header with ``partial=<number of withheld parts>`` appended."""
+        return f"{self.decision.header_value()}; partial={len(self.withheld)}"
+
+
+def part_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence :func:`split_sentences` finds, located in ``text``.
+
+    ``split_sentences`` only ever cuts at whitespace and keeps every word, so its n-th sentence
+    is the next run of as many whitespace-separated tokens of ``text``.
+    """
+    tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for sentence in split_sentences(text):
+        count = len(sentence.split())
+        spans.append((tokens[at][0], tokens[at + count - 1][1]))
+        at += count
+    return spans
+
+
+def isolate(
+    detector: Detector, turns: Sequence[str], last: int, decision: Decision
+) -> Partial | None:
+    """Split ``turns[last]`` into withheld and kept parts, or ``None`` to apply the whole policy.
+
+    Blocking (it runs the detector once per sentence and once more on the remainder).
+    """
+    if not decision.in_scope or not 0 <= last < len(turns):
+        return None
+    text = turns[last]
+    spans = part_spans(text)
+    if len(spans) < 2:
+        return None
+    flags = [detector.check([text[start:end]]).in_scope for start, end in spans]
+    if all(flags) or not any(flags):
+        return None
+    parts = tuple(Part(s, e, f) for (s, e), f in zip(spans, flags, strict=True))
+    partial = Partial(decision, last, text, parts)
+    remainder = [*turns[:last], partial.kept, *turns[last + 1 :]]
+    if detector.check(remainder).in_scope:
+        return None
+    return partial
