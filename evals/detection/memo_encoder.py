@@ -46,14 +46,7 @@ class MemoEncoder:
         Sorting by length first means each batch pads to a similar length, which on long,
         mixed inputs (multiple-choice prompts with code) saves much of the encoder's work.
         """
-        todo = []
-        for text in dict.fromkeys(t for t in texts if t not in self._memo):
-            vector = self._stored.get(self._key(text))
-            if vector is None:
-                todo.append(text)
-            else:
-                self._memo[text] = vector
-        todo.sort(key=len)
+        todo = sorted(self._unseen(texts), key=len)
         chunks = range(0, len(todo), BATCH)
         for start in tqdm(chunks, desc=desc or "encoding", unit="batch", disable=not progress):
             self._store(todo[start : start + BATCH])
@@ -72,12 +65,23 @@ class MemoEncoder:
         return hashlib.sha1(f"{self.name}\0{text}".encode()).hexdigest()
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        missing = self._unseen(texts)
         if missing:
             self._store(missing)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._memo[t] for t in texts]).astype(np.float32, copy=False)
+
+    def _unseen(self, texts: Iterable[str]) -> list[str]:
+        """Distinct texts neither in memory nor in the store file (stored ones are loaded)."""
+        todo = []
+        for text in dict.fromkeys(t for t in texts if t not in self._memo):
+            vector = self._stored.get(self._key(text))
+            if vector is None:
+                todo.append(text)
+            else:
+                self._memo[text] = vector
+        return todo
 
     def _store(self, texts: list[str]) -> None:
         vectors = self.inner.encode(texts)

@@ -83,6 +83,9 @@ def test_memo_store_persists_vectors_across_runs(tmp_path: Path, fake_encoder: E
     second.prefetch(["coral reef survey", "jazz piano", "new words here"])
     assert second.encoded == 1
     assert (second.encode(["jazz piano"]) == first.encode(["jazz piano"])).all()
+    third = MemoEncoder(fake_encoder, store)  # encode() reads the store too, not only prefetch()
+    third.encode(["coral reef survey", "jazz piano"])
+    assert third.encoded == 0
 
 
 def test_probes_about_unlisted_targets_are_negatives_for_every_guard() -> None:
