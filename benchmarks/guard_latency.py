@@ -1,7 +1,7 @@
 """Per-request overhead of the guard, next to the baselines that put it in context.
 
-Times ``Guard.check`` on a realistic request mix (a short chat, a 5-turn chat, a 2,000-character
-prompt) for the example concept list and for a large list (RWKU's 100 targets with their forget
+Times ``Guard.check`` on a realistic request mix (a short chat, a 5-turn chat, a 5-turn chat of
+pronoun follow-ups, a 2,000-character prompt) for the example concept list and for a large list (RWKU's 100 targets with their forget
 passages when ``--data-dir`` holds them, else 100 synthetic concepts x 50 corpus sentences). In
 the same run it times two baselines: one bare encoder call on the last user message, and the
 naive guard that checks only the last user message. Prints p50/p95/p99 in milliseconds.
@@ -37,26 +37,40 @@ FILLER = (
 )
 
 
+TRIP_CHAT = (
+    "I'm planning a trip to Lisbon next spring.",
+    "Which neighbourhoods are good for walking?",
+    "What food should I try there?",
+    "Is it easy to get to Sintra by train?",
+    "How many days would you spend in total?",
+)
+# Later turns that only refer back: the detector scores them joined with the turn before.
+FOLLOW_UP_CHAT = (
+    "Who designed the Belem Tower in Lisbon?",
+    "When was that?",
+    "What else did he build?",
+    "Tell me more about his early life.",
+    "Why is he famous?",
+)
+
+
+def chat(questions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A system prompt, then the user turns with a short assistant answer between them."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    for i, question in enumerate(questions):
+        messages.append({"role": "user", "content": question})
+        if i < len(questions) - 1:
+            messages.append({"role": "assistant", "content": "Here is a short answer. " * 6})
+    return messages
+
+
 def requests() -> dict[str, list[dict[str, Any]]]:
     """The request mix: message lists as a client would send them."""
-    five_turn: list[dict[str, Any]] = [
-        {"role": "system", "content": "You are a helpful assistant."}
-    ]
-    questions = [
-        "I'm planning a trip to Lisbon next spring.",
-        "Which neighbourhoods are good for walking?",
-        "What food should I try there?",
-        "Is it easy to get to Sintra by train?",
-        "How many days would you spend in total?",
-    ]
-    for i, question in enumerate(questions):
-        five_turn.append({"role": "user", "content": question})
-        if i < len(questions) - 1:
-            five_turn.append({"role": "assistant", "content": "Here is a short answer. " * 6})
     long_prompt = (FILLER * 12)[:1950] + " Summarise the text above."
     return {
         "short chat": [{"role": "user", "content": "What is a good name for a pet turtle?"}],
-        "5-turn chat": five_turn,
+        "5-turn chat": chat(TRIP_CHAT),
+        "5-turn follow-ups": chat(FOLLOW_UP_CHAT),
         "2,000-char prompt": [{"role": "user", "content": long_prompt}],
     }
 

@@ -2,7 +2,9 @@
 
 The whole conversation is scored, not just the last message: every user (and system) turn on its
 own, consecutive turns joined (a question split across turns), and long turns sentence by
-sentence. Two kinds of evidence are combined:
+sentence. A later turn that only refers back ("What else did he write?") is scored joined with
+the turn before it, never on its own: alone it says nothing about whom it asks, and generic
+questions like it sit close to many a biography. Two kinds of evidence are combined:
 
 - alias matching on normalised text (see :mod:`guards.normalize`), decisive on its own;
 - embedding similarity to the concept's evidence (name, description, examples, forget-corpus
@@ -13,6 +15,7 @@ The winner is the concept that clears its own threshold by the widest margin.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +32,13 @@ from guards.normalize import AliasMatcher, NormalizedText
 
 TOP_K = 64
 LONG_TURN_CHARS = 300
+MAX_REFERRING_WORDS = 12
+REFERRING_WORDS = frozenset({
+    "he", "she", "him", "her", "his", "hers", "they", "them", "their", "theirs", "it", "its",
+    "this", "that", "these", "those", "there", "then"
+})  # fmt: skip
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)[\"'(]*[A-Za-z][A-Za-z'-]*")
 
 
 class Detector(Protocol):
@@ -47,9 +57,29 @@ class Segment:
     turn: int
 
 
+def refers_back(turn: str) -> bool:
+    """Whether a turn has no content of its own: short, a pronoun or "that", and no name.
+
+    "When was that?" and "Tell me more about her." qualify; "Did he write Carrie?" (a title),
+    "What happened in 1999?" (a number) and "How do I bake bread?" (no reference) do not.
+    Capitalised words other than sentence openers and "I" count as names.
+    """
+    turn = turn.replace("\u2019", "'")
+    words = _WORD.findall(turn)
+    if not words or len(words) > MAX_REFERRING_WORDS:
+        return False
+    inner = _WORD.findall(_SENTENCE_START.sub(" ", turn))
+    if any(w.isdigit() or (w[0].isupper() and w.split("'")[0] != "I") for w in inner):
+        return False
+    return any(w.lower() in REFERRING_WORDS for w in words)
+
+
 def segments_of(turns: Sequence[str]) -> list[Segment]:
-    """Every turn, each pair of consecutive turns, the whole conversation, and long turns' sentences."""
-    segments = [Segment(t, i) for i, t in enumerate(turns) if t.strip()]
+    """Every turn (but later ones that only refer back), consecutive pairs, the whole
+    conversation, and long turns' sentences."""
+    segments = [
+        Segment(t, i) for i, t in enumerate(turns) if t.strip() and not (i and refers_back(t))
+    ]
     for i in range(len(turns) - 1):
         segments.append(Segment(f"{turns[i]} {turns[i + 1]}", i + 1))
     if len(turns) > 2:

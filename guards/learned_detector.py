@@ -5,9 +5,9 @@ but instead of one similarity against a per-concept threshold it builds, for eve
 the feature vector of :mod:`guards.scorer` and reports the concept with the highest
 probability. ``Decision.score`` is that probability and ``Decision.threshold`` the scorer's.
 
-Segments are those of :func:`guards.detector.segments_of` plus every line of every turn, so a
-question wrapped in instructions ("Please briefly answer ... Question: ...") is also scored on
-its own.
+Segments are those of :func:`guards.detector.segments_of` plus every line of every turn (but of
+later turns that only refer back, see :func:`guards.detector.refers_back`), so a question
+wrapped in instructions ("Please briefly answer ... Question: ...") is also scored on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from unidecode import unidecode
 from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
-from guards.detector import TOP_K, Segment, segments_of
+from guards.detector import TOP_K, Segment, refers_back, segments_of
 from guards.encoder import Encoder
 from guards.index import VectorIndex
 from guards.normalize import AliasMatcher, NormalizedText
@@ -40,6 +40,8 @@ def question_segments(turns: Sequence[str]) -> list[Segment]:
     segments = segments_of(turns)
     seen = {s.text for s in segments}
     for i, turn in enumerate(turns):
+        if i and refers_back(turn):
+            continue
         for line in turn.splitlines():
             text = _LABEL.sub("", line).strip()
             if len(text.split()) >= 3 and text not in seen:
@@ -127,7 +129,10 @@ class LearnedDetector:
             return Decision.allow(score, threshold, concept_id, _ms(started))
         evidence: list[Evidence] = []
         if aliases[winner]:
-            evidence.append(Evidence("alias", concept_id, 1.0, 0, "alias"))
+            turn = next(
+                i for i, t in enumerate(turns) if self._aliases.names(winner, NormalizedText.of(t))
+            )
+            evidence.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
         found = best[winner]
         if found is not None:
             evidence.append(found)
