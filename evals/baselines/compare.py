@@ -98,8 +98,6 @@ class Row:
 
 class _Context:
     def __init__(self, config: CompareConfig) -> None:
-        from transformers import AutoTokenizer
-
         self.config = config
         concept_dir = config.out / "concepts"
         self.concepts, examples = write_policy_concepts(
@@ -115,7 +113,6 @@ class _Context:
             utility_items=config.utility_items,
             excluded_questions=examples,
         )
-        self.tokenizer_of = AutoTokenizer.from_pretrained
 
     def cache_key(self, row: Row) -> dict[str, Any]:
         return {
@@ -138,7 +135,9 @@ class _Context:
         if not todo:
             return done
         config, model = self.config, todo[0].model
-        tokenizer = self.tokenizer_of(todo[0].model_dir)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(todo[0].model_dir)
         log = config.out / f"{model}.vllm.log"
         with serve(
             todo[0].model_dir, model, config.port, log, kind=config.server,

@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.baselines.data import last_authors
 from evals.concept_sources import tofu as tofu_concepts
 from evals.concept_sources.base import write_concepts
 from evals.loaders import tofu
 from evals.loaders.source import RowSource
 from evals.probes import Probe
 from guards.concepts import Defaults, Policy
-
-QA_PER_AUTHOR = 20
-"""TOFU stores exactly 20 consecutive question-answer pairs per fictitious author."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +56,7 @@ def load_probe_sets(
     forget_probes = [
         p for p in tofu.load(f"{forget}_perturbed", source) if p.query not in excluded_questions
     ]
-    retain = tofu.load(retain_split, source)
-    if retain_authors is not None:
-        retain = retain[-retain_authors * QA_PER_AUTHOR :]
+    retain = last_authors(tofu.load(retain_split, source), retain_authors)
     return ProbeSets(
         forget=forget_probes[:forget_items],
         retain=retain[:retain_items],

@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from evals.baselines.errors import DataFileError
 from evals.jsonl import RowReader, read_rows
+
+T = TypeVar("T")
 
 QA_PER_AUTHOR = 20
 """TOFU stores exactly 20 consecutive question-answer pairs per fictitious author."""
@@ -45,7 +48,7 @@ def tofu_path(data_dir: Path, split: str) -> Path:
     return data_dir / "tofu" / f"{split}.jsonl"
 
 
-def last_authors(examples: list[QAExample], authors: int | None) -> list[QAExample]:
+def last_authors(examples: list[T], authors: int | None) -> list[T]:
     """Keep the last `authors` TOFU authors of a split.
 
     TOFU's forget sets are the last authors of `full`, and `retainNN` is the rest in order, so
