@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evals.detection.memo_encoder import DEFAULT_CACHE
+
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-DEFAULT_CACHE = Path(".nescio/index-cache")
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -167,6 +167,26 @@ def add_detect_command(commands: SubParsers) -> None:
     parser.add_argument(
         "--scorer", type=Path, help="scorer JSON for --detector learned (default: the shipped one)"
     )
+    parser.add_argument(
+        "--utility-per-set",
+        type=int,
+        metavar="N",
+        help="check only the first N probes of each utility set (after --targets); RWKU's "
+        "utility sets hold ~21,000 prompts, most of the encoding time",
+    )
+    parser.add_argument(
+        "--calibrate-split",
+        type=float,
+        metavar="F",
+        help="fit each concept's threshold on a hash-chosen share F of the probes (e.g. 0.5) "
+        "and report on the rest only; writes OUT/concepts.calibrated.yaml (embedding detector)",
+    )
+    parser.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.03,
+        help="false-positive budget per concept for --calibrate-split (default 0.03)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
     parser.set_defaults(handler=_detect)
@@ -176,10 +196,12 @@ def _detect(args: argparse.Namespace) -> int:
     from evals.concept_sources import write_concepts
     from evals.detection.evaluate import evaluate_detection
     from evals.detection.plan import Setting
+    from evals.detection.split_calibration import SplitCalibration
     from evals.detection.summarize import format_table
     from evals.errors import EvalError
     from evals.loaders import parse_targets
     from evals.presets import PRESETS, build_concepts
+    from evals.probes import ProbeKind, first_per_set
     from guards.concepts import load_concepts
     from guards.encoder import load_encoder
     from guards.scorer import DEFAULT_SCORER, LogisticScorer
@@ -204,7 +226,14 @@ def _detect(args: argparse.Namespace) -> int:
     if not specs:
         raise EvalError("no probe sets: give --probes SPEC (repeatable)")
     probes = _load_all(args, specs)
+    if args.utility_per_set is not None:
+        probes = first_per_set(probes, ProbeKind.UTILITY, args.utility_per_set)
     settings = [Setting.SINGLE, Setting.ALL] if args.setting == "both" else [Setting(args.setting)]
+    calibration = None
+    if args.calibrate_split is not None:
+        if not 0.0 < args.calibrate_split < 1.0 or not 0.0 <= args.target_fpr <= 1.0:
+            raise EvalError("--calibrate-split must be in (0, 1) and --target-fpr in [0, 1]")
+        calibration = SplitCalibration(args.calibrate_split, args.target_fpr)
     summary = evaluate_detection(
         concepts,
         probes,
@@ -216,7 +245,10 @@ def _detect(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         detector=args.detector,
         scorer=LogisticScorer.load(args.scorer) if args.scorer else DEFAULT_SCORER,
+        calibrate=calibration,
     )
+    if summary["calibration"]:
+        print(f"thresholds fitted on the calibration part: {summary['calibration']['thresholds']}")
     print(format_table(summary["settings"]))
     print(json.dumps(summary["timing"], indent=2))
     print(f"wrote {args.out}")

@@ -83,3 +83,16 @@ def mc_prompt(question: str, choices: tuple[str, ...] | list[str]) -> str:
     lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)]
     lines += ["", "Answer with the letter of the correct option.", "Answer:"]
     return "\n".join(lines)
+
+
+def first_per_set(probes: list[Probe], kind: ProbeKind, limit: int) -> list[Probe]:
+    """Every probe, except that only the first ``limit`` of each ``kind`` set are kept."""
+    seen: dict[str, int] = {}
+    kept = []
+    for probe in probes:
+        if probe.kind is kind:
+            seen[probe.probe_set] = seen.get(probe.probe_set, 0) + 1
+            if seen[probe.probe_set] > limit:
+                continue
+        kept.append(probe)
+    return kept

@@ -6,7 +6,8 @@ sentence. A later turn that only refers back ("What else did he write?") is scor
 the turn before it, never on its own: alone it says nothing about whom it asks, and generic
 questions like it sit close to many a biography. Two kinds of evidence are combined:
 
-- alias matching on normalised text (see :mod:`guards.normalize`), decisive on its own;
+- alias matching on normalised text (see :mod:`guards.normalize`), and the full name written
+  with middle names (see :mod:`guards.names`), decisive on their own;
 - embedding similarity to the concept's evidence (name, description, examples, forget-corpus
   sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives.
 
@@ -28,9 +29,11 @@ from guards.corpus import NEGATIVE, split_sentences
 from guards.decision import Action, Decision, Evidence
 from guards.encoder import Encoder
 from guards.index import VectorIndex
+from guards.names import NameMatcher
 from guards.normalize import AliasMatcher, NormalizedText
 
 TOP_K = 64
+FULL_NAME = "full name"
 LONG_TURN_CHARS = 300
 MAX_REFERRING_WORDS = 12
 REFERRING_WORDS = frozenset({
@@ -102,6 +105,7 @@ class EmbeddingAliasDetector:
         self._thresholds = np.array([concepts.threshold_of(c) for c in concepts.concepts])
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
         self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
+        self._names = NameMatcher([c.surface_forms for c in concepts.concepts])
         entry_concepts = [self._column.get(e.concept_id, -1) for e in index.entries]
         self._entry_concept = np.array([*entry_concepts, -1], dtype=np.int64)
         self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
@@ -135,12 +139,17 @@ class EmbeddingAliasDetector:
         )
 
     def _alias_evidence(self, turns: Sequence[str]) -> list[Evidence]:
+        """One piece of evidence per concept named by an alias or by its full name."""
         hits: list[Evidence] = []
         views = [NormalizedText.of(t) for t in turns]
+        mentions = [self._names.mentions([t]) for t in turns]
         for concept, concept_id in enumerate(self._ids):
             for turn, view in enumerate(views):
                 if self._aliases.names(concept, view):
                     hits.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
+                    break
+                if mentions[turn][concept].full:
+                    hits.append(Evidence("alias", concept_id, 1.0, turn, FULL_NAME))
                     break
         return hits
 

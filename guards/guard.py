@@ -25,7 +25,8 @@ from guards.index import Entry, FaissIndex
 from guards.interventions import Outcome, Rewrite, intervention_for, message_text, withhold_parts
 from guards.learned_detector import LearnedDetector
 from guards.mixed import Partial, isolate
-from guards.normalize import AliasMatcher
+from guards.names import NameMatcher
+from guards.normalize import AliasMatcher, NormalizedText
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
@@ -40,6 +41,7 @@ class Guard:
     def __init__(self, concepts: ConceptList, detector: Detector, encoder_name: str) -> None:
         self.concepts = concepts
         self.aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
+        self.names = NameMatcher([c.surface_forms for c in concepts.concepts])
         self.detector = detector
         self.encoder_name = encoder_name
 
@@ -82,6 +84,12 @@ class Guard:
     async def acheck(self, turns: Sequence[str]) -> Decision:
         """:meth:`check` in a worker thread, so encoding never blocks the event loop."""
         return await asyncio.to_thread(self.detector.check, turns)
+
+    def named(self, turns: Sequence[str]) -> list[bool]:
+        """Per concept: do the turns name it, by an alias or its full name with middle names?"""
+        views = [NormalizedText.of(t) for t in turns]
+        full = self.names.mentions(turns)
+        return [a or m.full for a, m in zip(self.aliases.named_in(views), full, strict=True)]
 
     def leak_scanner(self, input_turns: Sequence[str]) -> LeakScanner:
         """The output guard for one conversation: watches the concepts it did not name."""

@@ -1,4 +1,4 @@
-"""The learned detector: alias, name-token and similarity evidence, weighed by a fitted model.
+"""The learned detector: alias, name-mention and similarity evidence, weighed by a fitted model.
 
 Same contract as :class:`guards.detector.EmbeddingAliasDetector` (``check(turns) -> Decision``),
 but instead of one similarity against a per-concept threshold it builds, for every concept,
@@ -18,19 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from unidecode import unidecode
 
 from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
-from guards.detector import TOP_K, Segment, refers_back, segments_of
+from guards.detector import FULL_NAME, TOP_K, Segment, refers_back, segments_of
 from guards.encoder import Encoder
 from guards.index import VectorIndex
+from guards.names import NameMatcher
 from guards.normalize import AliasMatcher, NormalizedText
 from guards.scorer import FEATURES, LogisticScorer, Matrix
 
 NAME_SOURCES = frozenset({"name", "description"})
-MIN_TOKEN_CHARS = 4
 _LABEL = re.compile(r"^\s*(question|q|answer|a)\s*:\s*", re.IGNORECASE)
 _COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
@@ -50,24 +49,9 @@ def question_segments(turns: Sequence[str]) -> list[Segment]:
     return segments
 
 
-def name_tokens(forms: Sequence[str]) -> list[re.Pattern[str]]:
-    """Case-sensitive whole-word patterns for the capitalised words of a concept's names.
-
-    "Warren Buffett" yields ``Warren`` and ``Buffett``: a question saying "Buffett's first
-    company" names the target without the full name. Short words are skipped; whether a token
-    is distinctive enough is left to the fitted weights.
-    """
-    tokens = {
-        word
-        for form in forms
-        for word in re.findall(r"[A-Za-z][A-Za-z'-]+", unidecode(form))
-        if len(word) >= MIN_TOKEN_CHARS and word[0].isupper()
-    }
-    return [re.compile(rf"\b{re.escape(t)}\b") for t in sorted(tokens)]
-
-
 class LearnedDetector:
-    """Alias matching (decisive), then name tokens and FAISS similarities weighed by a scorer."""
+    """Alias and full-name matching (decisive), then name mentions and FAISS similarities
+    weighed by a scorer."""
 
     def __init__(
         self,
@@ -82,7 +66,7 @@ class LearnedDetector:
         self._ids = [c.id for c in concepts.concepts]
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
         self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
-        self._tokens = [name_tokens(c.surface_forms) for c in concepts.concepts]
+        self._names = NameMatcher([c.surface_forms for c in concepts.concepts])
         column = {cid: i for i, cid in enumerate(self._ids)}
         self._entry_concept = np.array(
             [column.get(e.concept_id, -1) for e in index.entries] + [-1], dtype=np.int64
@@ -97,30 +81,33 @@ class LearnedDetector:
         views = [NormalizedText.of(t) for t in turns]
         return np.array(self._aliases.named_in(views), dtype=bool)
 
-    def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
-        """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding evidence."""
+    def features(
+        self, turns: Sequence[str]
+    ) -> tuple[Matrix, NDArray[np.bool_], list[Evidence | None]]:
+        """The ``(n_concepts, len(FEATURES))`` matrix, which concepts a turn names in full with
+        middle names (:mod:`guards.names`, decisive) and each concept's best embedding evidence."""
         matrix = np.zeros((len(self._ids), len(FEATURES)))
-        ascii_turns = [unidecode(t) for t in turns]
-        for c in range(len(self._ids)):
-            matrix[c, _COLUMN["name_token"]] = any(
-                p.search(t) for p in self._tokens[c] for t in ascii_turns
-            )
+        mentions = self._names.mentions(turns)
+        matrix[:, _COLUMN["name_bare"]] = [m.bare for m in mentions]
+        matrix[:, _COLUMN["name_embedded"]] = [m.embedded for m in mentions]
         best: list[Evidence | None] = [None] * len(self._ids)
         segments = question_segments(turns)
         if segments and self._index.entries:
             self._similarities(segments, matrix, best)
-        matrix[:, _COLUMN["name_token_x_sim_corpus"]] = (
-            matrix[:, _COLUMN["name_token"]] * matrix[:, _COLUMN["sim_corpus"]]
-        )
-        return matrix, best
+        for word in ("bare", "embedded"):
+            matrix[:, _COLUMN[f"name_{word}_x_sim_corpus"]] = (
+                matrix[:, _COLUMN[f"name_{word}"]] * matrix[:, _COLUMN["sim_corpus"]]
+            )
+        return matrix, np.array([m.full for m in mentions], dtype=bool), best
 
     def check(self, turns: Sequence[str]) -> Decision:
         started = time.perf_counter()
         if not self._ids or not any(t.strip() for t in turns):
             return Decision.allow(latency_ms=_ms(started))
-        matrix, best = self.features(turns)
+        matrix, full_names, best = self.features(turns)
         aliases = self.alias_hits(turns)
-        probabilities = np.where(aliases, 1.0, self._scorer.probabilities(matrix))
+        decisive = aliases | full_names
+        probabilities = np.where(decisive, 1.0, self._scorer.probabilities(matrix))
         winner = int(np.argmax(probabilities))
         score = float(probabilities[winner])
         threshold = self._scorer.threshold
@@ -133,6 +120,9 @@ class LearnedDetector:
                 i for i, t in enumerate(turns) if self._aliases.names(winner, NormalizedText.of(t))
             )
             evidence.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
+        elif full_names[winner]:
+            turn = next(i for i, t in enumerate(turns) if self._names.mentions([t])[winner].full)
+            evidence.append(Evidence("alias", concept_id, 1.0, turn, FULL_NAME))
         found = best[winner]
         if found is not None:
             evidence.append(found)

@@ -7,10 +7,14 @@ small feature vector (:data:`FEATURES`) and a logistic model turns it into a pro
 A full name or alias is not a feature: it is decisive on its own (the detector sets p = 1), so
 the model only learns the hard part, conversations that never name the concept.
 
+The name features come from :mod:`guards.names`: a bare name word ("Bieber was born ...") and a
+name word inside another name ("Dakota Johnson" for Don Johnson) pull in opposite directions,
+and each is also crossed with corpus similarity.
+
 The shipped :data:`DEFAULT_SCORER` was fitted by ``python -m evals.detection.fit_scorer`` on
-RWKU targets 1-50 only (forget probes positive; neighbour and utility probes negative; rows that name the target
-left out, see above), so
-numbers reported on targets 51-100 are out-of-sample. Refit it for other domains.
+RWKU targets 1-50 only (forget probes positive; neighbour and utility probes negative; rows that
+name the target left out, see above), so numbers reported on targets 51-100 are out-of-sample.
+It was fitted on people; refit it for other kinds of concept (topics, works).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from numpy.typing import NDArray
 from guards.errors import GuardError
 
 FEATURES = (
-    "name_token",
+    "name_bare",
+    "name_embedded",
     "sim_name",
     "sim_corpus",
     "sim_top3",
     "sim_negative",
-    "name_token_x_sim_corpus",
+    "name_bare_x_sim_corpus",
+    "name_embedded_x_sim_corpus",
 )
 Matrix = NDArray[np.float64]
 
@@ -114,8 +120,8 @@ def fit_logistic(
 
 
 DEFAULT_SCORER = LogisticScorer(
-    weights=(0.3201, 1.2004, 3.3023, 5.2633, 0.0, 0.5831),
-    bias=-5.2820,
-    threshold=0.9,
+    weights=(0.9398, -0.1881, 1.1342, 3.1941, 5.3291, 0.0000, 0.2862, 0.0911),
+    bias=-5.1170,
+    threshold=0.91,
     fitted_on="RWKU targets 1-50, all 50 guarded at once; threshold for <=3% neighbour FPR",
 )

@@ -25,10 +25,10 @@ from tqdm import tqdm
 from evals.concept_sources import write_concepts
 from evals.concept_sources.base import concept_ids_for
 from evals.concept_sources.rwku import build
-from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
-from evals.probes import Probe, ProbeKind
+from evals.probes import Probe, ProbeKind, first_per_set
 from guards.encoder import load_encoder
 from guards.guard import build_index
 from guards.learned_detector import LearnedDetector, question_segments
@@ -53,8 +53,8 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
     kinds: list[str] = []
     owners: list[int] = []
     for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
-        matrix, _ = detector.features([probe.prompt])
-        named = detector.alias_hits([probe.prompt])
+        matrix, full_names, _ = detector.features([probe.prompt])
+        named = detector.alias_hits([probe.prompt]) | full_names
         own = [column[c] for c in concept_ids_for(probe) if c in column]
         strength = matrix[:, FEATURES.index("sim_corpus")].copy()
         if probe.kind is ProbeKind.UTILITY:
@@ -95,19 +95,6 @@ def pick_threshold(
     return 0.99
 
 
-def first_per_set(probes: list[Probe], kind: ProbeKind, limit: int) -> list[Probe]:
-    """Every probe, except that only the first ``limit`` of each ``kind`` set are kept."""
-    seen: dict[str, int] = {}
-    kept = []
-    for probe in probes:
-        if probe.kind is kind:
-            seen[probe.probe_set] = seen.get(probe.probe_set, 0) + 1
-            if seen[probe.probe_set] > limit:
-                continue
-        kept.append(probe)
-    return kept
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", default="1-50", help="RWKU training targets (default 1-50)")
@@ -117,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-neighbor-fpr", type=float, default=0.03)
     parser.add_argument("--max-utility-fpr", type=float, default=0.001)
     parser.add_argument("--utility-per-set", type=int, default=200, help="first N of each set")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="vector store shared with `nescio eval detect` (default .nescio/index-cache)",
+    )
     args = parser.parse_args(argv)
     train = parse_targets(args.train)
     excluded = set(parse_targets(args.exclude))
@@ -127,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if not excluded.intersection(p.target_ids)
     ]
     probes = first_per_set(probes, ProbeKind.UTILITY, args.utility_per_set)
-    encoder = MemoEncoder(load_encoder())
+    inner = load_encoder()
+    encoder = MemoEncoder(inner, vector_store(args.cache_dir, inner))
     with tempfile.TemporaryDirectory() as folder:
         concepts = write_concepts(
             build(args.data_dir, train, CORPUS_DIR), Path(folder) / "concepts.yaml"
@@ -139,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         desc="encoding probes",
     )
     ids = [c.id for c in concepts.concepts]
+    encoder.save()
     rows = training_rows(LearnedDetector(concepts, encoder, index, PLACEHOLDER), ids, probes)
     weights, bias = fit_logistic(rows.features, rows.labels)
     probabilities = LogisticScorer(weights, bias).probabilities(rows.features)

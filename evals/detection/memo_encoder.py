@@ -10,6 +10,7 @@ with it, so index evidence is not re-encoded either).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,12 @@ from tqdm import tqdm
 from guards.encoder import Encoder, Vectors
 
 BATCH = 256
+DEFAULT_CACHE = Path(".nescio/index-cache")
+
+
+def vector_store(cache_dir: Path, encoder: Encoder) -> Path:
+    """The store file for ``encoder``'s vectors in ``cache_dir`` (one file per encoder)."""
+    return cache_dir / f"vectors-{encoder.name.replace('/', '_')}.npz"
 
 
 class MemoEncoder:
@@ -59,7 +66,11 @@ class MemoEncoder:
         self._store_path.parent.mkdir(parents=True, exist_ok=True)
         keys = np.array(list(merged), dtype="U40")
         vectors = np.stack(list(merged.values())) if merged else np.zeros((0, self.dim))
-        np.savez(self._store_path, keys=keys, vectors=vectors.astype(np.float32))
+        # Written aside and renamed: a run that stops half-way, or another run saving the same
+        # store at once, never leaves a truncated file behind.
+        partial = self._store_path.with_name(f"{self._store_path.name}.{os.getpid()}.tmp.npz")
+        np.savez(partial, keys=keys, vectors=vectors.astype(np.float32))
+        os.replace(partial, self._store_path)
 
     def _key(self, text: str) -> str:
         return hashlib.sha1(f"{self.name}\0{text}".encode()).hexdigest()

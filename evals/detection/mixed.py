@@ -36,11 +36,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evals.cli_commands import DEFAULT_CACHE
 from evals.concept_sources import write_concepts
 from evals.concept_sources.base import rwku_concept_id
 from evals.concept_sources.rwku import build
-from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from evals.detection.plan import Setting
 from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
@@ -217,10 +216,7 @@ def evaluate(
         others[probe.target_ids[0]].append(probe)
     others[""] = load_probes("rwku:utility_factuality_triviaqa", data_dir=data_dir)
     prompts = sample(forget, others, per_cell, random.Random(seed))
-    store = None
-    if cache_dir is not None:
-        store = cache_dir / f"vectors-{encoder.name.replace('/', '_')}.npz"
-    memo = MemoEncoder(encoder, store)
+    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
     memo.prefetch(texts_to_encode(prompts), progress=True, desc="encoding prompts")
     with tempfile.TemporaryDirectory() as folder:
         concepts = write_concepts(build(data_dir, targets, CORPUS_DIR), Path(folder) / "c.yaml")

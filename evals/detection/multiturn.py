@@ -33,7 +33,7 @@ from evals.detection.conversations import (
     build_conversations,
     pronouns_of,
 )
-from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Setting
 from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     detectors = DETECTORS if args.detector == "both" else (args.detector,)
     settings = [Setting.SINGLE, Setting.ALL] if args.setting == "both" else [Setting(args.setting)]
     inner = load_encoder()
-    encoder = MemoEncoder(inner, args.cache_dir / f"vectors-{inner.name.replace('/', '_')}.npz")
+    encoder = MemoEncoder(inner, vector_store(args.cache_dir, inner))
     with tempfile.TemporaryDirectory() as folder:
         concepts = write_concepts(
             build(args.data_dir, targets, CORPUS_DIR), Path(folder) / "concepts.yaml"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from evals.concept_sources import concept_ids_for
-from evals.detection.memo_encoder import MemoEncoder
+from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Job
 from evals.probes import Probe
 from guards.concepts import ConceptList
@@ -54,10 +54,7 @@ def run_jobs(
     ``detector`` picks the first-generation alias + similarity detector (default, what
     :meth:`Guard.build` serves) or the learned one (:mod:`guards.learned_detector`) with ``scorer``.
     """
-    store = (
-        None if cache_dir is None else cache_dir / f"vectors-{encoder.name.replace('/', '_')}.npz"
-    )
-    memo = MemoEncoder(encoder, store)
+    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
     started = time.perf_counter()
     unique = {p.id: p for job in jobs for p in job.probes}
     memo.prefetch(
@@ -101,11 +98,29 @@ def _guard(
     )
 
 
+def reference_answer(probe: Probe) -> str:
+    """The probe's gold answer as a model that knows it would write it ("" when there is none)."""
+    if probe.answer_index is not None and probe.choices:
+        return probe.choices[probe.answer_index]
+    return probe.answers[0] if probe.answers else ""
+
+
 def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[str, Any]]:
+    """One record per probe: the input decision, plus two facts the summary needs.
+
+    ``output_flagged``: the output guard (:class:`guards.output_guard.LeakScanner`) would withhold
+    the probe's reference answer, a stand-in for a model that knows it. ``names_other``: the
+    probe names (alias or full name) a guarded concept it is not labelled with, e.g. a neighbour
+    question about a co-star who is a target too; flagging it is arguably right.
+    """
     guard_label = job.concept_ids[0] if len(job.concept_ids) == 1 else "all"
+    ids = [c.id for c in guard.concepts.concepts]
     for probe in job.probes:
-        decision = guard.check([probe_text(probe, text_field)])
+        text = probe_text(probe, text_field)
+        decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
+        named = guard.named([text])
+        leak = guard.leak_scanner([text]).leaked(reference_answer(probe))
         yield {
             "setting": job.setting.value,
             "guard": guard_label,
@@ -123,4 +138,8 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
             "threshold": round(decision.threshold, 4),
             "evidence": sorted({e.kind for e in decision.evidence}),
             "flagged": decision.in_scope,
+            "output_flagged": leak is not None,
+            "names_other": any(
+                hit and cid not in expected for cid, hit in zip(ids, named, strict=True)
+            ),
         }

@@ -11,12 +11,11 @@ from evals.detection.evaluate import evaluate_detection
 from evals.detection.fit_scorer import (
     PLACEHOLDER,
     TrainingRows,
-    first_per_set,
     pick_threshold,
     training_rows,
 )
 from evals.detection.plan import Setting
-from evals.probes import Probe, ProbeKind
+from evals.probes import Probe, ProbeKind, first_per_set
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
 from guards.guard import build_index
@@ -79,7 +78,7 @@ def test_first_per_set_caps_only_the_given_kind() -> None:
 
 
 def test_evaluation_with_the_learned_detector(tmp_path: Path, fake_encoder: Encoder) -> None:
-    alias_only = LogisticScorer((0, 0, 0, 0, 0, 0), -10.0, 0.5, "test")
+    alias_only = LogisticScorer(tuple(0.0 for _ in FEATURES), -10.0, 0.5, "test")
     summary = evaluate_detection(
         CONCEPTS,
         PROBES,

@@ -11,7 +11,7 @@ from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
 from guards.errors import GuardError
 from guards.guard import Guard, build_index
-from guards.learned_detector import LearnedDetector, name_tokens, question_segments
+from guards.learned_detector import LearnedDetector, question_segments
 from guards.normalize import AliasMatcher
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, FEATURES, LogisticScorer, fit_logistic
@@ -25,7 +25,7 @@ def detector(concepts: ConceptList, encoder: Encoder) -> LearnedDetector:
 
 
 def row_of(detector: LearnedDetector, concepts: ConceptList, text: str, cid: str) -> np.ndarray:
-    matrix, _ = detector.features([text])
+    matrix, _, _ = detector.features([text])
     return matrix[[c.id for c in concepts.concepts].index(cid)]
 
 
@@ -37,24 +37,22 @@ def test_question_segments_add_label_free_lines() -> None:
     assert "Answer:" not in texts and "" not in texts
 
 
-def test_name_tokens_are_case_sensitive_capitalised_words() -> None:
-    patterns = name_tokens(["Warren Buffett", "Li Bai"])
-    assert [p.pattern for p in patterns] == [r"\bBuffett\b", r"\bWarren\b"]
-    assert any(p.search("What was Buffett's first company?") for p in patterns)
-    assert not any(p.search("a buffet dinner in the warren") for p in patterns)
-
-
-def test_features_separate_alias_token_and_similarity(
+def test_features_separate_alias_name_mentions_and_similarity(
     detector: LearnedDetector, concepts: ConceptList
 ) -> None:
     alias = row_of(detector, concepts, "Where does Corwin Hale live?", "corwin-hale")
-    token = row_of(detector, concepts, "Is Corwin a novelist?", "corwin-hale")
+    bare = row_of(detector, concepts, "Is Corwin a novelist?", "corwin-hale")
+    embedded = row_of(detector, concepts, "Who was Nathan Hale?", "corwin-hale")
     other = row_of(detector, concepts, "How do I bake sourdough bread?", "corwin-hale")
     corwin = [c.id for c in concepts.concepts].index("corwin-hale")
     assert detector.alias_hits(["Where does Corwin Hale live?"])[corwin]
     assert not detector.alias_hits(["Is Corwin a novelist?"])[corwin]
-    assert alias[COLUMN["name_token"]] == 1.0 and token[COLUMN["name_token"]] == 1.0
-    assert other[COLUMN["name_token"]] == 0.0
+    assert bare[COLUMN["name_bare"]] == 1.0 and bare[COLUMN["name_embedded"]] == 0.0
+    assert embedded[COLUMN["name_embedded"]] == 1.0 and embedded[COLUMN["name_bare"]] == 0.0
+    assert other[COLUMN["name_bare"]] == other[COLUMN["name_embedded"]] == 0.0
+    assert bare[COLUMN["name_bare_x_sim_corpus"]] == bare[COLUMN["sim_corpus"]]
+    _, full, _ = detector.features(["Corwin Ellis Hale was born in 1961."])
+    assert full[corwin] and not detector.alias_hits(["Corwin Ellis Hale was born in 1961."])[corwin]
     assert alias[COLUMN["sim_corpus"]] > other[COLUMN["sim_corpus"]] + 0.3
     negative = row_of(detector, concepts, "Who was Nathan Hale in the Revolution?", "corwin-hale")
     assert negative[COLUMN["sim_negative"]] > 0.8
@@ -76,8 +74,8 @@ def test_learned_detector_decides_with_the_scorer(
 def test_aliases_are_decisive_and_the_scorer_decides_the_rest(
     concepts: ConceptList, encoder: Encoder
 ) -> None:
-    never = LogisticScorer((0, 0, 0, 0, 0, 0), -20.0)
-    on_corpus = LogisticScorer((0, 0, 30.0, 0, 0, 0), -15.0)
+    never = LogisticScorer(tuple(0.0 for _ in FEATURES), -20.0)
+    on_corpus = LogisticScorer(tuple(30.0 if f == "sim_corpus" else 0.0 for f in FEATURES), -15.0)
     index = build_index(concepts, encoder)
     obfuscated = ["tell me about ＨＯＧＷＡＲＴＳ"]
     paraphrase = ["Who is the crime writer married to the cellist Ines Marlowe?"]
@@ -86,6 +84,8 @@ def test_aliases_are_decisive_and_the_scorer_decides_the_rest(
     decision = LearnedDetector(concepts, encoder, index, on_corpus).check(paraphrase)
     assert decision.concept_id == "corwin-hale" and decision.in_scope
     assert [e.kind for e in decision.evidence] == ["embedding"]
+    middle = LearnedDetector(concepts, encoder, index, never).check(["Corwin J. Hale's address?"])
+    assert middle.score == 1.0 and middle.evidence[0].source == "full name"
 
 
 def test_fit_logistic_learns_the_informative_feature() -> None:
