@@ -11,7 +11,16 @@ from typing import Any
 
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, run_jobs
+from evals.detection.split_calibration import (
+    CALIBRATED_FILE,
+    SplitCalibration,
+    calibrated_list,
+    fit_thresholds,
+    split_probes,
+    with_thresholds,
+)
 from evals.detection.summarize import format_table, summarize
+from evals.errors import EvalError
 from evals.jsonl import write_rows
 from evals.probes import Probe
 from guards.concepts import ConceptList
@@ -36,9 +45,40 @@ def evaluate_detection(
     progress: bool = True,
     detector: DetectorKind = "embedding",
     scorer: LogisticScorer = DEFAULT_SCORER,
+    calibrate: SplitCalibration | None = None,
 ) -> dict[str, Any]:
-    """Run every setting, write items/summary/table under ``out_dir``, return the summary."""
+    """Run every setting, write items/summary/table under ``out_dir``, return the summary.
+
+    With ``calibrate``, per-concept thresholds are first fitted on the calibration part of the
+    probes and everything is reported on the other part (:mod:`evals.detection.split_calibration`);
+    the calibrated concept list is written to ``out_dir`` too.
+    """
     started = time.perf_counter()
+    calibration: dict[str, Any] | None = None
+    if calibrate is not None:
+        if detector != "embedding":
+            raise EvalError(
+                "--calibrate-split fits per-concept thresholds: embedding detector only"
+            )
+        fit_part, probes = split_probes(probes, calibrate.fraction)
+        fit_records, _ = run_jobs(
+            concepts,
+            plan(concepts, fit_part, [Setting.SINGLE]),
+            encoder,
+            cache_dir=cache_dir,
+            text_field=text_field,
+            progress=progress,
+        )
+        thresholds = fit_thresholds(fit_records, calibrate.target_fpr)
+        concepts = with_thresholds(concepts, thresholds)
+        calibration = {
+            "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
+            "measured on the rest",
+            "fraction": calibrate.fraction,
+            "target_fpr": calibrate.target_fpr,
+            "n_calibration_probes": len(fit_part),
+            "thresholds": thresholds,
+        }
     jobs = plan(concepts, probes, settings)
     records, timing = run_jobs(
         concepts,
@@ -54,6 +94,7 @@ def evaluate_detection(
         "settings": summarize(records),
         "n_concepts": len(concepts.concepts),
         "n_probes": len(probes),
+        "calibration": calibration,
         "excluded_identical_to_examples": sum(job.excluded for job in jobs),
         "text_field": text_field,
         "detector": detector,
@@ -65,4 +106,14 @@ def evaluate_detection(
     write_rows(out_dir / ITEMS_FILE, records)
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     (out_dir / TABLE_FILE).write_text(format_table(summary["settings"]))
+    if calibration is not None:
+        fitted = calibrated_list(
+            concepts,
+            calibration["thresholds"],
+            records,
+            encoder.name,
+            calibration["split"],
+            out_dir,
+        )
+        (out_dir / CALIBRATED_FILE).write_text(fitted.to_yaml(), encoding="utf-8")
     return summary

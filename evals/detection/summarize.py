@@ -18,15 +18,26 @@ Record = dict[str, Any]
 
 
 def rate_block(records: Sequence[Record]) -> dict[str, Any]:
+    """Flagged share (``rate``), with the output guard's verdict on the reference answer
+    (``rate_with_output``), and among probes naming no other guarded concept (``rate_unnamed``)."""
     n = len(records)
     flagged = sum(1 for r in records if r["flagged"])
+    either = sum(1 for r in records if r["flagged"] or r.get("output_flagged", False))
+    unnamed = [r for r in records if not r.get("names_other", False)]
     forget = bool(records) and records[0]["kind"] == "forget"
     return {
         "n": n,
         "flagged": flagged,
         "metric": "recall" if forget else "fpr",
         "rate": flagged / n if n else None,
+        "rate_with_output": either / n if n else None,
+        "n_unnamed": len(unnamed),
+        "rate_unnamed": _share(unnamed),
     }
+
+
+def _share(records: Sequence[Record]) -> float | None:
+    return sum(1 for r in records if r["flagged"]) / len(records) if records else None
 
 
 def _group(records: Iterable[Record], *keys: str) -> dict[tuple[Any, ...], list[Record]]:
@@ -91,28 +102,38 @@ def summarize(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
 
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: one block per setting, one row per probe set and type."""
+    """A plain-text table: one block per setting, one row per probe set and type.
+
+    Columns: the input guard's rate; ``+output``, counting a probe also when the output guard
+    would withhold its reference answer; ``unnamed``, the rate among probes that name no other
+    guarded concept; and, on the ALL rows, the macro average over targets.
+    """
     lines: list[str] = []
+    header = (
+        f"{'probe set':<34} {'type':<26} {'n':>6} {'metric':>7} {'rate':>7} {'+output':>7} "
+        f"{'unnamed':>7}"
+    )
     for setting, block in summary.items():
         lines.append(f"== setting: {setting}  ({block['n_checks']} checks)")
-        lines.append(f"{'probe set':<34} {'type':<26} {'n':>6} {'metric':>7} {'rate':>7}")
+        lines.append(header)
         for row in block["by_set_type"]:
-            lines.append(
-                f"{row['probe_set']:<34} {row['type'] or '-'!s:<26} {row['n']:>6} "
-                f"{row['metric']:>7} {_pct(row['rate']):>7}"
-            )
+            lines.append(_row(row["probe_set"], row["type"] or "-", row))
         for kind, row in block["by_kind"].items():
             macro = block["macro_by_kind"].get(kind)
-            lines.append(
-                f"{'ALL ' + kind:<34} {'(macro over targets)':<26} {row['n']:>6} "
-                f"{row['metric']:>7} {_pct(row['rate']):>7} {_pct(macro):>7}"
-            )
+            lines.append(f"{_row('ALL ' + kind, '(macro over targets)', row)} {_pct(macro):>7}")
         lines.append(
             f"precision {_pct(block['precision'])}   "
             f"correct concept among flagged forget probes {_pct(block['correct_concept_rate'])}"
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _row(name: str, kind: str, row: dict[str, Any]) -> str:
+    return (
+        f"{name:<34} {kind:<26} {row['n']:>6} {row['metric']:>7} {_pct(row['rate']):>7} "
+        f"{_pct(row['rate_with_output']):>7} {_pct(row['rate_unnamed']):>7}"
+    )
 
 
 def _pct(value: float | None) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,23 @@ def test_wmdp_concepts_are_handwritten_and_bounded() -> None:
 
 
 @pytest.mark.data
-def test_wmdp_examples_are_not_copied_from_the_eval(real_data: Path) -> None:
-    questions = {p.query.strip().lower() for p in load_probes("wmdp:all", data_dir=real_data)}
+def test_wmdp_examples_and_negatives_are_not_copied_from_the_eval(real_data: Path) -> None:
+    """Not even loosely: no hand-written text shares three or more content words (5+ letters),
+    half of all it and the question have, with a WMDP or MMLU question."""
+
+    def words(text: str) -> frozenset[str]:
+        return frozenset(re.findall(r"[a-z0-9]{5,}", text.lower()))
+
+    evaluated = [
+        words(p.query)
+        for spec in ("wmdp:all", "mmlu:all")
+        for p in load_probes(spec, data_dir=real_data)
+    ]
     for concept in wmdp.build(["bio", "cyber"]).concepts:
-        assert not {e.strip().lower() for e in concept.examples} & questions
+        for text in [*concept.examples, *concept.negatives]:
+            mine = words(text)
+            close = [q for q in evaluated if len(mine & q) >= 3]
+            assert all(len(mine & q) / len(mine | q) < 0.5 for q in close), text
 
 
 @pytest.mark.data

@@ -6,15 +6,18 @@ from pathlib import Path
 from evals.detection.evaluate import evaluate_detection
 from evals.detection.memo_encoder import MemoEncoder
 from evals.detection.plan import Setting, plan
+from evals.detection.split_calibration import SplitCalibration, in_calibration_part, split_probes
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
 
 
-def _probe(pid: str, kind: ProbeKind, text: str, targets: tuple[str, ...] = ()) -> Probe:
+def _probe(
+    pid: str, kind: ProbeKind, text: str, targets: tuple[str, ...] = (), answer: str = ""
+) -> Probe:
     return Probe(
         id=pid, probe_set=f"custom:{kind.value}", kind=kind, type="t", target_ids=targets,
-        query=text, prompt=text,
+        query=text, prompt=text, answers=(answer,) if answer else (),
     )  # fmt: skip
 
 
@@ -51,7 +54,13 @@ def test_detect_recall_fpr_per_setting_and_files(tmp_path: Path, fake_encoder: E
     )
     single = summary["settings"]["single"]
     # f1 by alias, f2 and f4 by embedding; f3 is about nothing -> recall 3/4.
-    assert single["by_kind"]["forget"] == {"n": 4, "flagged": 3, "metric": "recall", "rate": 0.75}
+    forget = single["by_kind"]["forget"]
+    assert (forget["n"], forget["flagged"], forget["metric"], forget["rate"]) == (
+        4,
+        3,
+        "recall",
+        0.75,
+    )
     # n2 shares "quartet album harbour" with the jazz examples -> one false positive of two.
     assert single["by_kind"]["neighbor"]["rate"] == 0.5
     assert single["by_kind"]["utility"]["flagged"] == 0
@@ -93,3 +102,62 @@ def test_probes_about_unlisted_targets_are_negatives_for_every_guard() -> None:
     stray = _probe("f9", ProbeKind.FORGET, "Forget someone else", ("unlisted",))
     jobs = plan(CONCEPTS, [holdout, stray], [Setting.SINGLE])
     assert [[p.id for p in job.probes] for job in jobs] == [["h1"], ["h1"]]
+
+
+def test_output_guard_stand_in_and_probes_naming_another_concept(
+    tmp_path: Path, fake_encoder: Encoder
+) -> None:
+    probes = [
+        # never names the target; its reference answer does: caught by the output guard only
+        _probe("r1", ProbeKind.FORGET, "Which weather today?", ("reef",), answer="Elara Voss"),
+        _probe("r2", ProbeKind.FORGET, "Which weather tomorrow?", ("reef",), answer="rain"),
+        # a neighbour of reef that names the other guarded concept: flagged, but "named other"
+        _probe("n3", ProbeKind.NEIGHBOR, "Did Tomas Brandt ever visit?", ("reef",)),
+        _probe("n4", ProbeKind.NEIGHBOR, "How tall is the Eiffel tower?", ("reef",)),
+    ]
+    summary = evaluate_detection(
+        CONCEPTS, probes, [Setting.ALL], fake_encoder, tmp_path, progress=False
+    )
+    block = summary["settings"]["all"]["by_kind"]
+    assert block["forget"]["rate"] == 0.0 and block["forget"]["rate_with_output"] == 0.5
+    assert block["neighbor"]["rate"] == 0.5
+    assert block["neighbor"]["n_unnamed"] == 1 and block["neighbor"]["rate_unnamed"] == 0.0
+    assert "+output" in (tmp_path / "detect_table.txt").read_text()
+
+
+def test_hash_split_is_stable_and_near_the_fraction() -> None:
+    ids = [f"wmdp:bio#{n}" for n in range(2000)]
+    chosen = [i for i in ids if in_calibration_part(i, 0.5)]
+    assert 900 < len(chosen) < 1100
+    assert chosen == [i for i in ids if in_calibration_part(i, 0.5)]
+    fit, report = split_probes(PROBES, 0.5)
+    assert {p.id for p in fit}.isdisjoint(p.id for p in report)
+    assert len(fit) + len(report) == len(PROBES)
+
+
+def test_calibrate_split_fits_on_one_part_and_reports_on_the_other(
+    tmp_path: Path, fake_encoder: Encoder
+) -> None:
+    from guards.concepts import load_concepts
+
+    probes = [
+        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef survey note {n}", ("reef",))
+        for n in range(40)
+    ] + [_probe(f"u{n}", ProbeKind.UTILITY, f"reef walk number {n} today") for n in range(60)]
+    summary = evaluate_detection(
+        CONCEPTS, probes, [Setting.SINGLE], fake_encoder, tmp_path, progress=False,
+        calibrate=SplitCalibration(0.5, 0.0),
+    )  # fmt: skip
+    calibration = summary["calibration"]
+    fit, report = split_probes(probes, 0.5)
+    assert calibration["n_calibration_probes"] == len(fit)
+    assert summary["n_probes"] == len(report)
+    fitted = calibration["thresholds"]["reef"]
+    assert fitted != 0.5  # the concept file's own threshold was replaced
+    written = load_concepts(tmp_path / "concepts.calibrated.yaml")
+    reef = written.get("reef")
+    assert reef.calibration is not None and reef.calibration.threshold == fitted
+    assert written.threshold_of(reef) == fitted
+    single = [json.loads(x) for x in (tmp_path / "detect_items.jsonl").read_text().splitlines()]
+    assert {r["probe_id"] for r in single} <= {p.id for p in report}
+    assert all(r["threshold"] == round(fitted, 4) for r in single if r["guard"] == "reef")

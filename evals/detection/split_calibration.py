@@ -1,0 +1,120 @@
+"""Per-concept thresholds fitted on one part of the probes, reported on the other part only.
+
+``nescio eval detect --calibrate-split F`` puts each probe, by a stable hash of its id, in the
+calibration part (a share ``F``) or the report part. Every concept's guard checks the
+calibration part alone (the ``single`` setting); its threshold becomes the lowest one that keeps
+the false-positive rate on those out-of-scope probes within ``--target-fpr``
+(:func:`guards.calibrate.choose_threshold`). The evaluation then runs on the report part with
+those thresholds, and precision/recall per concept are measured there. No reported number
+comes from a probe that shaped a threshold.
+
+Only the embedding detector has per-concept thresholds (a probe is flagged exactly when its
+concept's score reaches the threshold, so thresholds can be fitted from the recorded scores);
+the learned detector's single probability threshold is fitted by
+:mod:`evals.detection.fit_scorer` on other targets instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evals.probes import Probe
+from guards.calibrate import choose_threshold
+from guards.concepts import Calibration, ConceptList
+
+Record = dict[str, Any]
+CALIBRATED_FILE = "concepts.calibrated.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class SplitCalibration:
+    """The share of probes fitted on, and the false-positive budget per concept."""
+
+    fraction: float = 0.5
+    target_fpr: float = 0.03
+
+
+def in_calibration_part(probe_id: str, fraction: float) -> bool:
+    """A stable, seed-free draw: the same id lands in the same part on every machine and run."""
+    digest = hashlib.sha256(probe_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split_probes(probes: Sequence[Probe], fraction: float) -> tuple[list[Probe], list[Probe]]:
+    """``(calibration part, report part)``."""
+    calibration = [p for p in probes if in_calibration_part(p.id, fraction)]
+    chosen = {p.id for p in calibration}
+    return calibration, [p for p in probes if p.id not in chosen]
+
+
+def fit_thresholds(records: Sequence[Record], target_fpr: float) -> dict[str, float]:
+    """Per concept (single-setting records of the calibration part): its fitted threshold."""
+    positive: dict[str, list[float]] = defaultdict(list)
+    negative: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record["setting"] != "single":
+            continue
+        bucket = positive if record["kind"] == "forget" else negative
+        bucket[record["guard"]].append(float(record["score"]))
+    return {
+        concept: choose_threshold(positive[concept], scores, target_fpr)
+        for concept, scores in sorted(negative.items())
+    }
+
+
+def with_thresholds(concepts: ConceptList, thresholds: dict[str, float]) -> ConceptList:
+    """A copy of ``concepts`` where each fitted concept has that explicit threshold."""
+    updated = [
+        c.model_copy(update={"threshold": thresholds[c.id]}) if c.id in thresholds else c
+        for c in concepts.concepts
+    ]
+    return concepts.model_copy(update={"concepts": updated})
+
+
+def calibrated_list(
+    concepts: ConceptList,
+    thresholds: dict[str, float],
+    report_records: Sequence[Record],
+    encoder: str,
+    split: str,
+    folder: Path,
+) -> ConceptList:
+    """``threshold: calibrated`` plus the fitted block, its precision/recall measured on the
+    report part (single setting), ready to serve with ``nescio serve`` from a file in
+    ``folder`` (forget-corpus paths are rewritten relative to it)."""
+    fitted_at = datetime.now(UTC)
+    updated = []
+    for concept in concepts.concepts:
+        corpus = [
+            Path(os.path.relpath(concepts.corpus_path(p).resolve(), folder.resolve()))
+            for p in concept.forget_corpus
+        ]
+        concept = concept.model_copy(update={"forget_corpus": corpus})
+        if concept.id not in thresholds:
+            updated.append(concept)
+            continue
+        mine = [r for r in report_records if r["setting"] == "single" and r["guard"] == concept.id]
+        positives = [r for r in mine if r["kind"] == "forget"]
+        flagged = [r for r in mine if r["flagged"]]
+        hits = sum(1 for r in flagged if r["kind"] == "forget")
+        calibration = Calibration(
+            threshold=thresholds[concept.id],
+            encoder=encoder,
+            precision=hits / len(flagged) if flagged else 0.0,
+            recall=hits / len(positives) if positives else 0.0,
+            n_positive=len(positives),
+            n_negative=len(mine) - len(positives),
+            split=split,
+            fitted_at=fitted_at,
+        )
+        updated.append(
+            concept.model_copy(update={"threshold": "calibrated", "calibration": calibration})
+        )
+    return concepts.model_copy(update={"concepts": updated})
