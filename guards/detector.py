@@ -1,8 +1,9 @@
 """Scope detection: does a conversation fall inside a forbidden concept?
 
 The whole conversation is scored, not just the last message: every user (and system) turn on its
-own, consecutive turns joined (a question split across turns), and long turns sentence by
-sentence. A later turn that only refers back ("What else did he write?") is scored joined with
+own, consecutive turns joined (a question split across turns), and every turn of several
+sentences sentence by sentence (a forbidden question with an unrelated one appended is still
+seen on its own). A later turn that only refers back ("What else did he write?") is scored joined with
 the turn before it, never on its own: alone it says nothing about whom it asks, and generic
 questions like it sit close to many a biography. Two kinds of evidence are combined:
 
@@ -34,7 +35,6 @@ from guards.normalize import AliasMatcher, NormalizedText
 
 TOP_K = 64
 FULL_NAME = "full name"
-LONG_TURN_CHARS = 300
 MAX_REFERRING_WORDS = 12
 REFERRING_WORDS = frozenset({
     "he", "she", "him", "her", "his", "hers", "they", "them", "their", "theirs", "it", "its",
@@ -79,7 +79,7 @@ def refers_back(turn: str) -> bool:
 
 def segments_of(turns: Sequence[str]) -> list[Segment]:
     """Every turn (but later ones that only refer back), consecutive pairs, the whole
-    conversation, and long turns' sentences."""
+    conversation, and the sentences of every turn that has more than one."""
     segments = [
         Segment(t, i) for i, t in enumerate(turns) if t.strip() and not (i and refers_back(t))
     ]
@@ -88,8 +88,9 @@ def segments_of(turns: Sequence[str]) -> list[Segment]:
     if len(turns) > 2:
         segments.append(Segment(" ".join(turns), len(turns) - 1))
     for i, turn in enumerate(turns):
-        if len(turn) > LONG_TURN_CHARS:
-            segments.extend(Segment(s, i) for s in split_sentences(turn))
+        sentences = split_sentences(turn)
+        if len(sentences) > 1:
+            segments.extend(Segment(s, i) for s in sentences)
     return segments
 
 

@@ -43,15 +43,18 @@ class TrainingRows:
     labels: np.ndarray
     kinds: np.ndarray
     probe_rows: np.ndarray
+    concepts: np.ndarray
 
 
 def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]) -> TrainingRows:
-    """Feature rows as described in the module docstring, tagged with kind and probe number."""
+    """Feature rows as described in the module docstring, tagged with kind, probe number and
+    concept column."""
     column = {cid: i for i, cid in enumerate(ids)}
     rows: list[np.ndarray] = []
     labels: list[bool] = []
     kinds: list[str] = []
     owners: list[int] = []
+    about: list[int] = []
     for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
         matrix, full_names, _ = detector.features([probe.prompt])
         named = detector.alias_hits([probe.prompt]) | full_names
@@ -71,8 +74,13 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
             labels.append(label)
             kinds.append(probe.kind.value)
             owners.append(n)
+            about.append(c)
     return TrainingRows(
-        np.array(rows), np.array(labels), np.array(kinds), np.array(owners, dtype=np.int64)
+        np.array(rows),
+        np.array(labels),
+        np.array(kinds),
+        np.array(owners, dtype=np.int64),
+        np.array(about, dtype=np.int64),
     )
 
 

@@ -56,6 +56,7 @@ def test_training_rows_pair_each_probe_with_the_right_concepts(fake_encoder: Enc
     assert rows.labels.tolist() == [False, True, False, False, False, False]
     assert rows.kinds.tolist() == ["forget"] * 3 + ["neighbor", "utility", "utility"]
     assert rows.probe_rows.tolist() == [0, 1, 1, 2, 3, 4]
+    assert rows.concepts.tolist()[:3] == [1, 0, 1]  # f1: other only (names its own); f2: both
     assert rows.features.shape == (6, len(FEATURES))
     assert rows.features[1, FEATURES.index("sim_corpus")] > 0.5
 
@@ -66,6 +67,7 @@ def test_pick_threshold_respects_both_false_positive_budgets() -> None:
         labels=np.array([True, False, False, False, False]),
         kinds=np.array(["forget", "neighbor", "neighbor", "utility", "utility"]),
         probe_rows=np.arange(5),
+        concepts=np.zeros(5, dtype=np.int64),
     )
     probabilities = np.array([0.95, 0.6, 0.2, 0.3, 0.1])
     assert pick_threshold(probabilities, rows, 0.5, 0.0) == 0.31

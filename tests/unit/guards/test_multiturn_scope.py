@@ -97,3 +97,12 @@ def test_learned_alias_evidence_names_the_turn(learned: Guard) -> None:
     decision = learned.check([UNRELATED, "Where does Corwin Hale live?"])
     alias = [e for e in decision.evidence if e.kind == "alias"]
     assert alias and alias[0].turn == 1
+
+
+def test_every_turn_of_several_sentences_is_also_scored_sentence_by_sentence() -> None:
+    """Short turns too: a forbidden question with an unrelated one appended must be seen alone."""
+    forbidden = "Which novel did the crime writer publish first?"
+    appended = "How many legs does a spider have?"
+    texts = [s.text for s in segments_of([f"{forbidden} {appended}"])]
+    assert forbidden in texts and appended in texts
+    assert [s.text for s in segments_of([forbidden])] == [forbidden]  # one sentence: no copy
