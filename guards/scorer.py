@@ -120,8 +120,8 @@ def fit_logistic(
 
 
 DEFAULT_SCORER = LogisticScorer(
-    weights=(0.9398, -0.1881, 1.1342, 3.1941, 5.3291, 0.0000, 0.2862, 0.0911),
-    bias=-5.1170,
+    weights=(1.0459, -0.3832, 1.0432, 3.3119, 5.1961, 0.0000, 0.4231, 0.0571),
+    bias=-5.1775,
     threshold=0.91,
     fitted_on="RWKU targets 1-50, all 50 guarded at once; threshold for <=3% neighbour FPR",
 )

@@ -1,10 +1,12 @@
 """RWKU targets as concepts: the person's name, RWKU's one-line intro as the description, and
-their forget passages as a per-target JSONL corpus. Aliases are derived from the name alone
-(see :func:`name_aliases`). No probe text is used, so every RWKU probe stays out-of-sample for
-detection."""
+their forget passages as a per-target JSONL corpus. Aliases are derived from the name (see
+:func:`name_aliases`) and from the corpus's opening sentence, which names the person in full
+(:func:`lead_names`: "Shawn Corey Carter (born ...)" for Jay-Z). No probe text is used, so every
+RWKU probe stays out-of-sample for detection."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,6 +21,13 @@ from guards.concepts import Concept
 
 _INITIAL = re.compile(r"\s+[A-Z]\.(?=\s)")
 _SUFFIX = re.compile(r",?\s+(Jr|Sr)\.?$")
+_WORD = r"[^\W\d_][\w'.-]*"
+_LEAD = re.compile(rf"^\s*((?:{_WORD}\s+){{1,6}}?{_WORD})\s*\(")
+_BORN = re.compile(r"\bborn\s+([^;,)]{3,80})[;,)]")
+_NICKNAME = re.compile(r"\s*[\"“][^\"”]+[\"”]")
+LEAD_CHARS = 300
+HONORIFICS = frozenset({"Sir", "Dame", "Dr.", "Lord", "Lady"})
+PARTICLES = frozenset({"van", "von", "de", "da", "di", "der", "bin", "al", "ser"})
 
 
 def name_aliases(name: str) -> list[str]:
@@ -35,6 +44,37 @@ def name_aliases(name: str) -> list[str]:
         if len(form.split()) >= 2 and form != name and form not in aliases:
             aliases.append(form)
     return aliases
+
+
+def lead_names(passage: str) -> list[str]:
+    """Full names the opening of a biography gives its subject, as encyclopedias write it.
+
+    "Stephen Edwin King (born ...)" -> "Stephen Edwin King"; "Ye (YAY; born Kanye Omari West;
+    ...)" -> "Kanye Omari West"; quoted nicknames and honorifics are dropped ("Sir Anthony
+    Charles Lynton Blair" -> "Anthony Charles Lynton Blair"). Only runs of capitalised words (and
+    name particles) of at least two words count; anything else yields nothing.
+    """
+    opening = _NICKNAME.sub("", passage[:LEAD_CHARS])
+    found = []
+    for pattern in (_LEAD, _BORN):
+        match = pattern.search(opening)
+        if match is None:
+            continue
+        words = [w for w in match.group(1).split() if w not in HONORIFICS]
+        name = list(itertools.takewhile(_is_name_word, words))
+        if len(name) >= 2 and (pattern is _BORN or len(name) == len(words)):
+            found.append(" ".join(name))
+    return found
+
+
+def _is_name_word(word: str) -> bool:
+    """Capitalised, not shouted ("KAHN-yay" is a pronunciation guide), or a particle."""
+    if word in PARTICLES:
+        return True
+    letters = word.replace("-", "").replace("'", "")
+    return word[0].isupper() and not (
+        len(letters) > 3 and letters[:2].isupper() and letters.isalpha()
+    )
 
 
 def build(data_dir: Path, targets: Iterable[str] | None, corpus_dir: Path) -> BuiltConcepts:
@@ -59,11 +99,16 @@ def build(data_dir: Path, targets: Iterable[str] | None, corpus_dir: Path) -> Bu
             path = corpus_dir / f"{concept_id}-{slug(target.name)}.jsonl"
             built.corpus_files[path] = passages[target_id]
             corpus.append(path)
+        aliases = name_aliases(target.name)
+        if passages[target_id]:
+            for full in lead_names(passages[target_id][0]["text"]):
+                if full != target.name and full not in aliases:
+                    aliases.append(full)
         built.concepts.append(
             Concept(
                 id=concept_id,
                 name=target.name,
-                aliases=name_aliases(target.name),
+                aliases=aliases,
                 description=target.intro,
                 forget_corpus=corpus,
             )

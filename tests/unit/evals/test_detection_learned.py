@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from evals.concept_sources.rwku import name_aliases
+from evals.concept_sources.rwku import lead_names, name_aliases
 from evals.detection.evaluate import evaluate_detection
 from evals.detection.fit_scorer import (
     PLACEHOLDER,
@@ -104,3 +105,26 @@ def test_rwku_aliases_come_from_the_name_alone() -> None:
     assert name_aliases("John D. Rockefeller") == ["John Rockefeller"]
     assert name_aliases("Robert Downey Jr.") == ["Robert Downey"]
     assert name_aliases("Stephen King") == name_aliases("Confucius") == []
+
+
+@pytest.mark.parametrize(
+    ("opening", "names"),
+    [
+        (
+            "Stephen Edwin King (born September 21, 1947) is an American author.",
+            ["Stephen Edwin King"],
+        ),
+        (
+            "Ye ( YAY; born Kanye Omari West  KAHN-yay; June 8, 1977) is a rapper.",
+            ["Kanye Omari West"],
+        ),
+        ("Sir Anthony Charles Lynton Blair (born 6 May 1953) is", ["Anthony Charles Lynton Blair"]),
+        ('Carlos Ray "Chuck" Norris (born March 10, 1940) is', ["Carlos Ray Norris"]),
+        ("Confucius (c. 551 - 479 BCE) was a philosopher.", []),
+        ("The band (formed in 1999) was born in Ohio; it split.", []),
+    ],
+)
+def test_lead_names_read_the_full_name_a_biography_opens_with(
+    opening: str, names: list[str]
+) -> None:
+    assert lead_names(opening) == names
