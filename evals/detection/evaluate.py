@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evals.detection.curve import CURVE_FILE, operating_curve, plot_curve
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, run_jobs
 from evals.detection.split_calibration import (
@@ -47,7 +48,8 @@ def evaluate_detection(
     scorer: LogisticScorer = DEFAULT_SCORER,
     calibrate: SplitCalibration | None = None,
 ) -> dict[str, Any]:
-    """Run every setting, write items/summary/table under ``out_dir``, return the summary.
+    """Run every setting, write items/summary/table (and the operating curve of the single
+    setting, :mod:`evals.detection.curve`) under ``out_dir``, return the summary.
 
     With ``calibrate``, per-concept thresholds are first fitted on the calibration part of the
     probes and everything is reported on the other part (:mod:`evals.detection.split_calibration`);
@@ -95,6 +97,7 @@ def evaluate_detection(
         "n_concepts": len(concepts.concepts),
         "n_probes": len(probes),
         "calibration": calibration,
+        "curve": operating_curve(records),
         "excluded_identical_to_examples": sum(job.excluded for job in jobs),
         "text_field": text_field,
         "detector": detector,
@@ -106,6 +109,8 @@ def evaluate_detection(
     write_rows(out_dir / ITEMS_FILE, records)
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     (out_dir / TABLE_FILE).write_text(format_table(summary["settings"]))
+    if summary["curve"] is not None:
+        plot_curve(summary["curve"], out_dir / CURVE_FILE, f"{detector} detector, single setting")
     if calibration is not None:
         fitted = calibrated_list(
             concepts,

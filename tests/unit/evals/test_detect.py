@@ -71,6 +71,12 @@ def test_detect_recall_fpr_per_setting_and_files(tmp_path: Path, fake_encoder: E
     assert len(items) == single["n_checks"] + summary["settings"]["all"]["n_checks"]
     assert (tmp_path / "detect_table.txt").read_text().count("setting:") == 2
     assert summary["excluded_identical_to_examples"] == 2
+    curve = summary["curve"]  # single setting replayed at other thresholds
+    assert set(curve["rates"]) == {"forget", "neighbor", "utility"}
+    assert curve["used"] == [0.5]
+    recall = curve["rates"]["forget"]
+    assert recall == sorted(recall, reverse=True) and recall[0] >= 0.75
+    assert (tmp_path / "detect_curve.png").stat().st_size > 1000
 
 
 def test_memo_encoder_encodes_each_distinct_text_once(fake_encoder: Encoder) -> None:
