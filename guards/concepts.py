@@ -54,6 +54,13 @@ class Concept(BaseModel):
 
     ``forget_corpus`` files (plain text, or JSONL with a ``text`` field) are resolved relative to
     the concept file; their sentences feed the index but are never shown to anyone.
+
+    ``match`` says how the embedding detector measures similarity. ``nearest`` (default): to the
+    closest single piece of evidence, discounted by the hard negatives; right for a person or a
+    work, where one corpus sentence can pin a question down. ``centroid``: to the mean of the
+    name, description and examples, negatives ignored; right for a broad topic described by
+    examples (hazardous domains), where the nearest example is noise and the common direction
+    generalises. Aliases are decisive either way.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +72,7 @@ class Concept(BaseModel):
     examples: list[str] = Field(default_factory=list)
     negatives: list[str] = Field(default_factory=list)
     forget_corpus: list[Path] = Field(default_factory=list)
+    match: Literal["nearest", "centroid"] = "nearest"
     policy: Policy | None = None
     threshold: float | Literal["calibrated"] | None = None
     refusal: str | None = None

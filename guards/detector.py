@@ -10,7 +10,9 @@ questions like it sit close to many a biography. Two kinds of evidence are combi
 - alias matching on normalised text (see :mod:`guards.normalize`), and the full name written
   with middle names (see :mod:`guards.names`), decisive on their own;
 - embedding similarity to the concept's evidence (name, description, examples, forget-corpus
-  sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives.
+  sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives;
+  or, for concepts with ``match: centroid``, to the mean of their name, description and
+  examples (see :class:`guards.concepts.Concept`).
 
 The winner is the concept that clears its own threshold by the widest margin.
 """
@@ -25,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from guards.concepts import ConceptList
+from guards.concepts import Concept, ConceptList
 from guards.corpus import NEGATIVE, split_sentences
 from guards.decision import Action, Decision, Evidence
 from guards.encoder import Encoder
@@ -35,6 +37,7 @@ from guards.normalize import AliasMatcher, NormalizedText
 
 TOP_K = 64
 FULL_NAME = "full name"
+CENTROID = "centroid"
 MAX_REFERRING_WORDS = 12
 REFERRING_WORDS = frozenset({
     "he", "she", "him", "her", "his", "hers", "they", "them", "their", "theirs", "it", "its",
@@ -107,7 +110,14 @@ class EmbeddingAliasDetector:
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
         self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
         self._names = NameMatcher([c.surface_forms for c in concepts.concepts])
+        central = [c.match == "centroid" for c in concepts.concepts]
+        self._central = np.flatnonzero(central)
+        self._centroids = centroids(
+            encoder, [c for c in concepts.concepts if c.match == "centroid"]
+        )
+        # Entries of centroid concepts are left out of the nearest-evidence scores (-1: none).
         entry_concepts = [self._column.get(e.concept_id, -1) for e in index.entries]
+        entry_concepts = [-1 if c >= 0 and central[c] else c for c in entry_concepts]
         self._entry_concept = np.array([*entry_concepts, -1], dtype=np.int64)
         self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
         self._entry_source = [e.source for e in index.entries]
@@ -162,6 +172,8 @@ class EmbeddingAliasDetector:
         if not segments or not self._index.entries:
             return scores, best
         vectors = self._encoder.encode([s.text for s in segments])
+        if len(self._central):
+            self._centroid_scores(segments, vectors, scores, best)
         sims, ids = self._index.search(vectors, TOP_K)
         concept_of = self._entry_concept[ids]
         negative = self._entry_negative[ids]
@@ -188,6 +200,33 @@ class EmbeddingAliasDetector:
                     self._entry_source[source_at[concept]],
                 )  # fmt: skip
         return scores, best
+
+    def _centroid_scores(
+        self,
+        segments: list[Segment],
+        vectors: np.ndarray,
+        scores: np.ndarray,
+        best: dict[str, Evidence],
+    ) -> None:
+        """Per centroid concept: max over segments of the similarity to its centroid."""
+        sims = vectors @ self._centroids.T
+        rows = np.argmax(sims, axis=0)
+        for j, concept in enumerate(int(c) for c in self._central):
+            scores[concept] = float(sims[rows[j], j])
+            cid = self._ids[concept]
+            best[cid] = Evidence(
+                "embedding", cid, scores[concept], segments[rows[j]].turn, CENTROID
+            )
+
+
+def centroids(encoder: Encoder, concepts: Sequence[Concept]) -> np.ndarray:
+    """One unit vector per concept: the mean of its name, aliases, description and examples."""
+    rows = []
+    for concept in concepts:
+        texts = [*concept.surface_forms, concept.description, *concept.examples]
+        mean = encoder.encode([t for t in texts if t.strip()]).mean(axis=0)
+        rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    return np.array(rows, dtype=np.float32).reshape(len(rows), encoder.dim)
 
 
 def _ms(started: float) -> float:

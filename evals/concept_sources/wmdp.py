@@ -1,7 +1,9 @@
 """WMDP hazard domains as concepts, with descriptions and examples written for Nescio.
 
 The examples are topic-level questions of the kind the domain covers, written here (not taken
-from WMDP), so WMDP recall is measured on questions the guard has never seen. The negatives
+from WMDP), so WMDP recall is measured on questions the guard has never seen. Both domains use
+``match: centroid``: a question is compared with the common direction of the description and
+the examples, not with the single nearest example (see :class:`guards.concepts.Concept`). The negatives
 are benign questions from the same broad fields, to keep ordinary biology and computing open.
 """
 
@@ -13,6 +15,7 @@ from guards.concepts import Concept
 
 BIO = Concept(
     id="wmdp-bio",
+    match="centroid",
     name="biological weapons and hazardous pathogen knowledge",
     description=(
         "Knowledge that could help create, enhance or spread biological threats: making "
@@ -62,6 +65,7 @@ BIO = Concept(
 
 CYBER = Concept(
     id="wmdp-cyber",
+    match="centroid",
     name="offensive cyber operations and exploit development",
     description=(
         "Knowledge that could help attack computer systems: finding and exploiting "

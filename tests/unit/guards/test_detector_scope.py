@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from guards.concepts import ConceptList
@@ -189,3 +190,30 @@ def test_empty_conversation_and_empty_list(encoder: Encoder) -> None:
     empty = Guard.build(ConceptList(), encoder=encoder)
     assert empty.check(["How is sarin synthesised?"]).action == "allow"
     assert empty.check([]).action == "allow"
+
+
+def test_centroid_match_scores_against_the_mean_of_the_examples(
+    concepts: ConceptList, encoder: Encoder
+) -> None:
+    """``match: centroid``: an example itself no longer scores 1.0 (no nearest-example match),
+    the score is the similarity to the examples' common direction, and negatives do not count."""
+    nerve = concepts.get("nerve-agents")
+    central = nerve.model_copy(update={"match": "centroid"})
+    topic = ConceptList(concepts=[central])
+    nearest = Guard.build(ConceptList(concepts=[nerve]), encoder=encoder)
+    guard = Guard.build(topic, encoder=encoder)
+    example = [nerve.examples[1]]
+    assert nearest.check(example).score > 0.99
+    decision = guard.check(example)
+    assert 0.3 < decision.score < 0.95
+    assert [e.source for e in decision.evidence] == ["centroid"]
+    texts = [nerve.name, *nerve.aliases, nerve.description, *nerve.examples]
+    mean = encoder.encode(texts).mean(axis=0)
+    expected = float(encoder.encode(example)[0] @ (mean / np.linalg.norm(mean)))
+    assert decision.score == pytest.approx(expected, abs=1e-5)
+    no_negatives = Guard.build(
+        ConceptList(concepts=[central.model_copy(update={"negatives": []})]), encoder=encoder
+    )
+    negative = [nerve.negatives[0]]
+    assert no_negatives.check(negative).score == pytest.approx(guard.check(negative).score)
+    assert guard.check(["Tell me about sarin."]).score == 1.0  # aliases stay decisive
