@@ -3,9 +3,9 @@
 The whole conversation is scored, not just the last message: every user (and system) turn on its
 own, consecutive turns joined (a question split across turns), and every turn of several
 sentences sentence by sentence (a forbidden question with an unrelated one appended is still
-seen on its own). A later turn that only refers back ("What else did he write?") is scored joined with
-the turn before it, never on its own: alone it says nothing about whom it asks, and generic
-questions like it sit close to many a biography. Two kinds of evidence are combined:
+seen on its own). A later turn that only refers back ("What else did he write?") is scored
+joined with the turn before it, never on its own: alone it says nothing about whom it asks, and
+generic questions like it sit close to many a biography. Two kinds of evidence are combined:
 
 - alias matching on normalised text (see :mod:`guards.normalize`), and the full name written
   with middle names (see :mod:`guards.names`), decisive on their own;
