@@ -51,6 +51,13 @@ def test_bad_policy_names_line_and_field(tmp_path: Path) -> None:
     assert "refuse" in error.reason
 
 
+def test_bad_match_names_line_and_field(tmp_path: Path) -> None:
+    error = load_text(tmp_path, HEADER + "    match: closest\n")
+    assert (error.line, error.field) == (5, "concepts[alpha].match")
+    assert "centroid" in error.reason
+    assert parse_concepts(HEADER + "    match: centroid\n").concepts[0].match == "centroid"
+
+
 def test_unknown_field(tmp_path: Path) -> None:
     error = load_text(tmp_path, HEADER + "    aliases: [A]\n    colour: red\n")
     assert (error.line, error.field) == (6, "concepts[alpha].colour")
