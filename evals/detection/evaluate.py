@@ -16,9 +16,7 @@ from evals.detection.split_calibration import (
     CALIBRATED_FILE,
     SplitCalibration,
     calibrated_list,
-    fit_thresholds,
-    split_probes,
-    with_thresholds,
+    fit_on_split,
 )
 from evals.detection.summarize import format_table, summarize
 from evals.errors import EvalError
@@ -62,25 +60,9 @@ def evaluate_detection(
             raise EvalError(
                 "--calibrate-split fits per-concept thresholds: embedding detector only"
             )
-        fit_part, probes = split_probes(probes, calibrate.fraction)
-        fit_records, _ = run_jobs(
-            concepts,
-            plan(concepts, fit_part, [Setting.SINGLE]),
-            encoder,
-            cache_dir=cache_dir,
-            text_field=text_field,
-            progress=progress,
+        concepts, probes, calibration = fit_on_split(
+            concepts, probes, calibrate, encoder, cache_dir, text_field, progress
         )
-        thresholds = fit_thresholds(fit_records, calibrate.target_fpr)
-        concepts = with_thresholds(concepts, thresholds)
-        calibration = {
-            "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
-            "measured on the rest",
-            "fraction": calibrate.fraction,
-            "target_fpr": calibrate.target_fpr,
-            "n_calibration_probes": len(fit_part),
-            "thresholds": thresholds,
-        }
     jobs = plan(concepts, probes, settings)
     records, timing = run_jobs(
         concepts,

@@ -25,9 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evals.detection.plan import Setting, plan
+from evals.detection.run import TextField, run_jobs
 from evals.probes import Probe
 from guards.calibrate import choose_threshold
 from guards.concepts import Calibration, ConceptList
+from guards.encoder import Encoder
 
 Record = dict[str, Any]
 CALIBRATED_FILE = "concepts.calibrated.yaml"
@@ -52,6 +55,41 @@ def split_probes(probes: Sequence[Probe], fraction: float) -> tuple[list[Probe],
     calibration = [p for p in probes if in_calibration_part(p.id, fraction)]
     chosen = {p.id for p in calibration}
     return calibration, [p for p in probes if p.id not in chosen]
+
+
+def fit_on_split(
+    concepts: ConceptList,
+    probes: Sequence[Probe],
+    calibrate: SplitCalibration,
+    encoder: Encoder,
+    cache_dir: Path | None,
+    text_field: TextField,
+    progress: bool,
+) -> tuple[ConceptList, list[Probe], dict[str, Any]]:
+    """Fit thresholds on the calibration part (single setting, embedding detector).
+
+    Returns the concepts with those thresholds, the report part of the probes, and what was
+    fitted (for the summary).
+    """
+    fit_part, report_part = split_probes(probes, calibrate.fraction)
+    records, _ = run_jobs(
+        concepts,
+        plan(concepts, fit_part, [Setting.SINGLE]),
+        encoder,
+        cache_dir=cache_dir,
+        text_field=text_field,
+        progress=progress,
+    )
+    thresholds = fit_thresholds(records, calibrate.target_fpr)
+    fitted = {
+        "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
+        "measured on the rest",
+        "fraction": calibrate.fraction,
+        "target_fpr": calibrate.target_fpr,
+        "n_calibration_probes": len(fit_part),
+        "thresholds": thresholds,
+    }
+    return with_thresholds(concepts, thresholds), report_part, fitted
 
 
 def fit_thresholds(records: Sequence[Record], target_fpr: float) -> dict[str, float]:
