@@ -60,8 +60,8 @@ class Guard:
 
         ``detector="embedding"`` (default) is alias matching plus per-concept similarity
         thresholds: the higher-recall choice. ``"learned"`` weighs alias, name-word and
-        similarity features with ``scorer`` (fitted on held-out RWKU targets): far fewer false
-        positives on neighbouring topics, at some recall cost (numbers in guards/scorer.py).
+        similarity features with ``scorer`` (fitted on RWKU people): far fewer false positives
+        on neighbouring topics, at some recall cost (numbers: README, "Detection quality").
         """
         encoder = encoder or load_encoder(DEFAULT_ENCODER)
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
