@@ -32,9 +32,11 @@ from unidecode import unidecode
 
 MIN_WORD_CHARS = 3
 MIN_PREFIX_CHARS = 3
+# Lowercase words that belong inside a name ("Vincent van Gogh", "Leonardo di ser Piero").
 PARTICLES = frozenset(
-    {"van", "von", "der", "den", "de", "da", "di", "du", "del", "della", "la", "le", "bin", "ibn"}
-)
+    {"van", "von", "der", "den", "de", "da", "di", "du", "del", "della", "la", "le", "bin", "ibn",
+     "al", "ser"}
+)  # fmt: skip
 SUFFIXES = frozenset({"Jr", "Sr", "II", "III", "IV"})
 # Capitalised only because they open a sentence, a label or a quoted title: never a name part.
 _OPENER_WORDS = """

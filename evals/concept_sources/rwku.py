@@ -18,6 +18,7 @@ from evals.jsonl import Row
 from evals.loaders import rwku
 from evals.loaders.source import RowSource
 from guards.concepts import Concept
+from guards.names import PARTICLES
 
 _INITIAL = re.compile(r"\s+[A-Z]\.(?=\s)")
 _SUFFIX = re.compile(r",?\s+(Jr|Sr)\.?$")
@@ -27,7 +28,6 @@ _BORN = re.compile(r"\bborn\s+([^;,)]{3,80})[;,)]")
 _NICKNAME = re.compile(r"\s*[\"“][^\"”]+[\"”]")
 LEAD_CHARS = 300
 HONORIFICS = frozenset({"Sir", "Dame", "Dr.", "Lord", "Lady"})
-PARTICLES = frozenset({"van", "von", "de", "da", "di", "der", "bin", "al", "ser"})
 
 
 def name_aliases(name: str) -> list[str]:
