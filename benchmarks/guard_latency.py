@@ -1,7 +1,8 @@
 """Per-request overhead of the guard, next to the baselines that put it in context.
 
-Times ``Guard.check`` on a realistic request mix (a short chat, a 5-turn chat, a 5-turn chat of
-pronoun follow-ups, a 2,000-character prompt) for the example concept list and for a large list (RWKU's 100 targets with their forget
+Times ``Guard.check`` on a realistic request mix (a short chat, a three-sentence message, whose
+sentences are also scored one by one, a 5-turn chat, a 5-turn chat of pronoun follow-ups, a
+2,000-character prompt) for the example concept list and for a large list (RWKU's 100 targets with their forget
 passages when ``--data-dir`` holds them, else 100 synthetic concepts x 50 corpus sentences). In
 the same run it times two baselines: one bare encoder call on the last user message, and the
 naive guard that checks only the last user message. Prints p50/p95/p99 in milliseconds.
@@ -69,6 +70,7 @@ def requests() -> dict[str, list[dict[str, Any]]]:
     long_prompt = (FILLER * 12)[:1950] + " Summarise the text above."
     return {
         "short chat": [{"role": "user", "content": "What is a good name for a pet turtle?"}],
+        "3-sentence message": [{"role": "user", "content": " ".join(TRIP_CHAT[:3])}],
         "5-turn chat": chat(TRIP_CHAT),
         "5-turn follow-ups": chat(FOLLOW_UP_CHAT),
         "2,000-char prompt": [{"role": "user", "content": long_prompt}],
