@@ -13,6 +13,12 @@ Two rules keep the reported numbers honest:
   index evidence, so a guard that still held them would score a held-out example 1.0 against
   itself. Every score therefore comes from the real detector on a single-concept guard built
   without the items being scored (and, while fitting, without the held-out items either).
+
+A ``match: centroid`` concept with at least ``MIN_BACKGROUND`` out-of-scope items also gets a
+fitted direction (:mod:`guards.direction`), under the same rule: each guard's direction is
+whitened on the out-of-scope items it may see, never on the ones it scores, so thresholds are
+read off scores the direction was not fitted on. Give a sample of ordinary traffic as
+``--negatives`` for that; a handful of hand-written negatives is too few.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from guards.concepts import Calibration, Concept, ConceptList
+from guards.concepts import Calibration, Concept, ConceptList, Direction
+from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder, Vectors
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
@@ -68,6 +75,7 @@ class ConceptResult:
     calibration: Calibration | None
     false_positive_rate: float = 0.0
     skipped: str | None = None
+    direction: Direction | None = None
 
 
 class MemoEncoder:
@@ -183,21 +191,31 @@ class ConceptCalibrator:
         self._concept = concept
         self._encoder = encoder
         self._settings = settings
+        self._items: Sequence[Item] = ()
 
     def score(self, items: Sequence[Item], excluded: Iterable[Item]) -> list[float]:
         """Detector scores for ``items`` from a guard built without ``items`` and ``excluded``."""
         drop = {i.text for i in items} | {i.text for i in excluded}
+        concept = self._without(drop).model_copy(update={"threshold": 1.0, "calibration": None})
+        single = self._concepts.model_copy(update={"concepts": [concept]})
+        guard = Guard.build(single, encoder=self._encoder)
+        return [guard.check([item.text]).score for item in items]
+
+    def _without(self, drop: set[str]) -> Concept:
+        """The concept without the ``drop`` texts, and (centroid concepts with enough
+        out-of-scope items left) a direction fitted on what remains, never on ``drop``."""
         concept = self._concept.model_copy(
             update={
                 "examples": [e for e in self._concept.examples if e not in drop],
                 "negatives": [n for n in self._concept.negatives if n not in drop],
-                "threshold": 1.0,
-                "calibration": None,
+                "direction": None,
             }
         )
-        single = self._concepts.model_copy(update={"concepts": [concept]})
-        guard = Guard.build(single, encoder=self._encoder)
-        return [guard.check([item.text]).score for item in items]
+        background = [i.text for i in self._items if not i.positive and i.text not in drop]
+        if concept.match != "centroid" or len(background) < MIN_BACKGROUND:
+            return concept
+        direction = fit_direction(self._encoder, concept, background)
+        return concept.model_copy(update={"direction": direction})
 
     def fit(self, items: Sequence[Item], held_out: Sequence[Item]) -> float:
         """A threshold from out-of-fold scores of ``items``; ``held_out`` never enters a guard."""
@@ -212,6 +230,7 @@ class ConceptCalibrator:
         return choose_threshold(pos, neg, self._settings.target_fpr)
 
     def run(self, items: Sequence[Item]) -> ConceptResult:
+        self._items = items
         n_pos = sum(i.positive for i in items)
         n_neg = len(items) - n_pos
         if min(n_pos, n_neg) < 2:
@@ -224,6 +243,7 @@ class ConceptCalibrator:
             fit_items = [i for i in items if i.text not in held_texts]
             threshold = self.fit(fit_items, held)
             predictions = self._predict(held, threshold)
+            direction = self._without(held_texts).direction
             split = f"holdout {settings.holdout:.0%} (seed {settings.seed})"
         else:
             k = min(settings.folds, n_pos, n_neg)
@@ -233,8 +253,9 @@ class ConceptCalibrator:
                 fit_items = [i for i in items if i.text not in held_texts]
                 predictions += self._predict(held, self.fit(fit_items, held))
             threshold = self.fit(items, ())
+            direction = self._without(set()).direction
             split = f"{k}-fold cross-validation (seed {settings.seed})"
-        return self._result(threshold, predictions, n_pos, n_neg, split)
+        return self._result(threshold, predictions, n_pos, n_neg, split, direction)
 
     def _predict(self, held: Sequence[Item], threshold: float) -> list[tuple[bool, bool]]:
         scores = self.score(held, ())
@@ -249,6 +270,7 @@ class ConceptCalibrator:
         n_pos: int,
         n_neg: int,
         split: str,
+        direction: Direction | None,
     ) -> ConceptResult:
         tp = sum(truth and flagged for truth, flagged in predictions)
         fp = sum(flagged and not truth for truth, flagged in predictions)
@@ -265,7 +287,7 @@ class ConceptCalibrator:
             fitted_at=datetime.now(UTC).replace(microsecond=0),
         )
         fpr = fp / negatives if negatives else 0.0
-        return ConceptResult(self._concept.id, calibration, false_positive_rate=fpr)
+        return ConceptResult(self._concept.id, calibration, fpr, direction=direction)
 
 
 def calibrate(
@@ -294,10 +316,17 @@ def calibrate(
 
 
 def apply_results(concepts: ConceptList, results: Sequence[ConceptResult]) -> ConceptList:
-    """A copy of ``concepts`` with ``threshold: calibrated`` and the fitted block per concept."""
-    fitted = {r.concept_id: r.calibration for r in results if r.calibration is not None}
+    """A copy of ``concepts`` with ``threshold: calibrated``, the fitted block and (centroid
+    concepts) the fitted direction, or none, per calibrated concept."""
+    fitted = {r.concept_id: r for r in results if r.calibration is not None}
     updated = [
-        c.model_copy(update={"threshold": "calibrated", "calibration": fitted[c.id]})
+        c.model_copy(
+            update={
+                "threshold": "calibrated",
+                "calibration": fitted[c.id].calibration,
+                "direction": fitted[c.id].direction,
+            }
+        )
         if c.id in fitted
         else c
         for c in concepts.concepts

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from guards.concepts import ConceptList
+from guards.direction import MIN_BACKGROUND
 
 if TYPE_CHECKING:
     from guards.calibrate import ConceptResult
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Fit each concept's detection threshold from labelled prompts and store it, with its measured
 precision and recall, in a 'calibration:' block next to the concept ('threshold: calibrated').
 
@@ -23,7 +24,11 @@ concepts' examples (+ --negatives). The threshold is the lowest one whose false-
 the fit split stays within --target-fpr; precision and recall are then measured only on held-out
 items (a 30% split, or k-fold cross-validation for concepts with fewer than 10 items per class).
 Held-out items are also removed from the index while they are scored, so an example never
-matches itself."""
+matches itself.
+
+Concepts with 'match: centroid' and at least {MIN_BACKGROUND} out-of-scope items also get a 'direction:' (their
+centroid whitened against those items, which counts what they share with ordinary questions
+less); give a few hundred prompts of your ordinary traffic as --negatives for it."""
 
 EPILOG = """\
 examples:
@@ -134,7 +139,8 @@ def print_results(results: Sequence[ConceptResult], target_fpr: float, out: Text
         print(
             f"{result.concept_id:<24} {fitted.threshold:>9.3f} {fitted.precision:>9.3f} "
             f"{fitted.recall:>7.3f} {result.false_positive_rate:>6.3f}  "
-            f"{fitted.n_positive:>5}/{fitted.n_negative:<5}  {fitted.split}",
+            f"{fitted.n_positive:>5}/{fitted.n_negative:<5}  {fitted.split}"
+            + (f"; direction on {result.direction.n_background}" if result.direction else ""),
             file=out,
         )
     print(

@@ -10,6 +10,7 @@ fixed or fitted by ``nescio calibrate``). A file that does not validate raises
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -49,6 +50,32 @@ class Calibration(BaseModel):
     fitted_at: datetime | None = None
 
 
+class Direction(BaseModel):
+    """A fitted scoring direction of a ``match: centroid`` concept (see :mod:`guards.direction`).
+
+    It replaces the plain centroid: a unit vector in the encoder's space, so scores stay cosines
+    in [-1, 1]. ``encoder`` is the encoder it was fitted with (a guard with another encoder
+    refuses to use it); ``n_background`` the number of out-of-scope texts it was whitened on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: str
+    n_background: int = Field(ge=1)
+    shrinkage: float = Field(ge=0.0, le=1.0)
+    vector: list[float] = Field(min_length=1)
+    fitted_at: datetime | None = None
+
+    @field_validator("vector")
+    @classmethod
+    def _unit_vector(cls, values: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("entries must be finite numbers")
+        if abs(math.sqrt(sum(v * v for v in values)) - 1.0) > 1e-3:
+            raise ValueError("must be a unit vector (as written by calibration)")
+        return values
+
+
 class Concept(BaseModel):
     """One forbidden concept. ``examples`` are in-scope prompts; ``negatives`` are hard out-of-scope ones.
 
@@ -60,7 +87,8 @@ class Concept(BaseModel):
     work, where one corpus sentence can pin a question down. ``centroid``: to the mean of the
     name, description and examples, negatives ignored; right for a broad topic described by
     examples (hazardous domains), where the nearest example is noise and the common direction
-    generalises. Aliases are decisive either way.
+    generalises. Aliases are decisive either way. A centroid concept may carry a fitted
+    ``direction`` (written by calibration) that replaces the plain mean.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,6 +105,7 @@ class Concept(BaseModel):
     threshold: float | Literal["calibrated"] | None = None
     refusal: str | None = None
     calibration: Calibration | None = None
+    direction: Direction | None = None
 
     @field_validator("id")
     @classmethod
@@ -98,6 +127,12 @@ class Concept(BaseModel):
         if isinstance(value, float) and not -1.0 <= value <= 1.0:
             raise ValueError("must be between -1 and 1 (cosine similarity) or 'calibrated'")
         return value
+
+    @model_validator(mode="after")
+    def _direction_needs_centroid(self) -> Concept:
+        if self.direction is not None and self.match != "centroid":
+            raise ValueError("'direction' is only used with 'match: centroid'")
+        return self
 
     @property
     def surface_forms(self) -> list[str]:

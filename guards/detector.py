@@ -12,7 +12,8 @@ generic questions like it sit close to many a biography. Two kinds of evidence a
 - embedding similarity to the concept's evidence (name, description, examples, forget-corpus
   sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives;
   or, for concepts with ``match: centroid``, to the mean of their name, description and
-  examples (see :class:`guards.concepts.Concept`).
+  examples (see :class:`guards.concepts.Concept`), or to the fitted direction that replaces it
+  (:mod:`guards.direction`).
 
 The winner is the concept that clears its own threshold by the widest margin.
 """
@@ -27,10 +28,12 @@ from typing import Protocol
 
 import numpy as np
 
-from guards.concepts import Concept, ConceptList
+from guards.concepts import Concept, ConceptList, Direction
 from guards.corpus import NEGATIVE, split_sentences
 from guards.decision import Action, Decision, Evidence
+from guards.direction import centroid_texts
 from guards.encoder import Encoder
+from guards.errors import GuardError
 from guards.index import VectorIndex
 from guards.names import NameMatcher
 from guards.normalize import AliasMatcher, NormalizedText
@@ -220,13 +223,27 @@ class EmbeddingAliasDetector:
 
 
 def centroids(encoder: Encoder, concepts: Sequence[Concept]) -> np.ndarray:
-    """One unit vector per concept: the mean of its name, aliases, description and examples."""
+    """One unit vector per concept: its fitted ``direction`` when it has one, else the mean of
+    its name, aliases, description and examples (:func:`guards.direction.centroid_texts`)."""
     rows = []
     for concept in concepts:
-        texts = [*concept.surface_forms, concept.description, *concept.examples]
-        mean = encoder.encode([t for t in texts if t.strip()]).mean(axis=0)
+        if concept.direction is not None:
+            rows.append(_checked_direction(concept.id, concept.direction, encoder))
+            continue
+        mean = encoder.encode(centroid_texts(concept)).mean(axis=0)
         rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     return np.array(rows, dtype=np.float32).reshape(len(rows), encoder.dim)
+
+
+def _checked_direction(concept_id: str, direction: Direction, encoder: Encoder) -> np.ndarray:
+    """The direction as a vector, if it was fitted in this encoder's space."""
+    if direction.encoder != encoder.name or len(direction.vector) != encoder.dim:
+        raise GuardError(
+            f"concept {concept_id!r}: its direction was fitted with encoder "
+            f"{direction.encoder!r} ({len(direction.vector)} dimensions), this guard encodes "
+            f"with {encoder.name!r} ({encoder.dim}); calibrate again or remove 'direction'"
+        )
+    return np.asarray(direction.vector, dtype=np.float32)
 
 
 def _ms(started: float) -> float:

@@ -8,6 +8,11 @@ the false-positive rate on those out-of-scope probes within ``--target-fpr``
 those thresholds, and precision/recall per concept are measured there. No reported number
 comes from a probe that shaped a threshold.
 
+Concepts with ``match: centroid`` also get a direction (:mod:`guards.direction`), whitened on
+their out-of-scope probes of the calibration part, never on in-scope ones: the concept itself
+stays its description and examples. Thresholds are then read off cross-fitted scores (each half
+of that background scored by a direction fitted on the other half).
+
 Only the embedding detector has per-concept thresholds (a probe is flagged exactly when its
 concept's score reaches the threshold, so thresholds can be fitted from the recorded scores);
 the learned detector's single probability threshold is fitted by
@@ -25,11 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Setting, plan
-from evals.detection.run import TextField, run_jobs
+from evals.detection.run import TextField, probe_text, run_jobs
 from evals.probes import Probe
 from guards.calibrate import choose_threshold
 from guards.concepts import Calibration, ConceptList
+from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
 
 Record = dict[str, Any]
@@ -66,20 +73,36 @@ def fit_on_split(
     text_field: TextField,
     progress: bool,
 ) -> tuple[ConceptList, list[Probe], dict[str, Any]]:
-    """Fit thresholds on the calibration part (single setting, embedding detector).
+    """Fit thresholds (and centroid concepts' directions) on the calibration part, single
+    setting, embedding detector.
 
-    Returns the concepts with those thresholds, the report part of the probes, and what was
-    fitted (for the summary).
+    Returns the concepts with those thresholds and directions, the report part of the probes,
+    and what was fitted (for the summary).
     """
     fit_part, report_part = split_probes(probes, calibrate.fraction)
-    records, _ = run_jobs(
-        concepts,
-        plan(concepts, fit_part, [Setting.SINGLE]),
-        encoder,
-        cache_dir=cache_dir,
-        text_field=text_field,
-        progress=progress,
-    )
+    fitter = _DirectionFitter(concepts, fit_part, encoder, cache_dir, text_field)
+    fitted_concepts = fitter.concepts(fold=None)
+
+    def single(listed: ConceptList, part: Sequence[Probe]) -> list[Record]:
+        records, _ = run_jobs(
+            listed,
+            plan(listed, part, [Setting.SINGLE]),
+            encoder,
+            cache_dir=cache_dir,
+            text_field=text_field,
+            progress=progress,
+        )
+        return records
+
+    records = single(fitted_concepts, fit_part)
+    if fitter.directed:
+        # Cross-fitting: each half of a concept's background is scored by a direction whitened
+        # on the other half only, so the threshold never rests on texts that shaped the direction.
+        records = [r for r in records if not fitter.refitted(r)]
+        for fold in (True, False):
+            part = [p for p in fit_part if in_direction_fold(p.id) is fold]
+            scored = single(fitter.concepts(fold=not fold), part)
+            records += [r for r in scored if fitter.refitted(r)]
     thresholds = fit_thresholds(records, calibrate.target_fpr)
     fitted = {
         "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
@@ -88,8 +111,68 @@ def fit_on_split(
         "target_fpr": calibrate.target_fpr,
         "n_calibration_probes": len(fit_part),
         "thresholds": thresholds,
+        "directions": {
+            c.id: c.direction.n_background
+            for c in fitted_concepts.concepts
+            if c.direction is not None
+        },
     }
-    return with_thresholds(concepts, thresholds), report_part, fitted
+    return with_thresholds(fitted_concepts, thresholds), report_part, fitted
+
+
+def in_direction_fold(probe_id: str) -> bool:
+    """Which half of the calibration part's background a probe is in, for cross-fitting."""
+    return in_calibration_part(f"{probe_id}#direction-fold", 0.5)
+
+
+class _DirectionFitter:
+    """Directions (:mod:`guards.direction`) for the centroid concepts, whitened on their
+    single-setting guard's out-of-scope probes of the calibration part: all of them, or only
+    those of one fold. A concept gets one only when each fold holds ``MIN_BACKGROUND`` distinct texts."""
+
+    def __init__(
+        self,
+        concepts: ConceptList,
+        fit_part: Sequence[Probe],
+        encoder: Encoder,
+        cache_dir: Path | None,
+        text_field: TextField,
+    ) -> None:
+        self._concepts = concepts
+        self._encoder = MemoEncoder(
+            encoder, None if cache_dir is None else vector_store(cache_dir, encoder)
+        )
+        self._background: dict[str, list[Probe]] = {}
+        self._text_field = text_field
+        for job in plan(concepts, fit_part, [Setting.SINGLE]):
+            concept = concepts.get(job.concept_ids[0])
+            background = [p for p in job.probes if not p.kind.should_forget]
+            halves = [
+                len({probe_text(p, text_field) for p in background if in_direction_fold(p.id) is f})
+                for f in (True, False)
+            ]
+            if concept.match == "centroid" and min(halves) >= MIN_BACKGROUND:
+                self._background[concept.id] = background
+        self.directed = set(self._background)
+
+    def concepts(self, fold: bool | None) -> ConceptList:
+        updated = []
+        for concept in self._concepts.concepts:
+            if concept.id in self.directed:
+                texts = [
+                    probe_text(p, self._text_field)
+                    for p in self._background[concept.id]
+                    if fold is None or in_direction_fold(p.id) is fold
+                ]
+                direction = fit_direction(self._encoder, concept, texts)
+                concept = concept.model_copy(update={"direction": direction})
+            updated.append(concept)
+        self._encoder.save()
+        return self._concepts.model_copy(update={"concepts": updated})
+
+    def refitted(self, record: Record) -> bool:
+        """Whether a record's score must come from a direction fitted without it."""
+        return record["guard"] in self.directed and record["kind"] != "forget"
 
 
 def fit_thresholds(records: Sequence[Record], target_fpr: float) -> dict[str, float]:

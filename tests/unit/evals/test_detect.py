@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from evals.detection.evaluate import evaluate_detection
 from evals.detection.memo_encoder import MemoEncoder
 from evals.detection.plan import Setting, plan
@@ -167,3 +170,39 @@ def test_calibrate_split_fits_on_one_part_and_reports_on_the_other(
     single = [json.loads(x) for x in (tmp_path / "detect_items.jsonl").read_text().splitlines()]
     assert {r["probe_id"] for r in single} <= {p.id for p in report}
     assert all(r["threshold"] == round(fitted, 4) for r in single if r["guard"] == "reef")
+
+
+def _utility_text(n: int) -> str:
+    words = ["harbour", "walk", "reef", "today", "bread", "train", "music", "garden", "coral"]
+    return " ".join(words[(n // 9**k) % len(words)] for k in range(3))  # 300 distinct texts
+
+
+def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
+    tmp_path: Path, fake_encoder: Encoder
+) -> None:
+    from evals.detection.split_calibration import in_direction_fold
+    from guards.concepts import load_concepts
+
+    topic = Concept(
+        id="topic", name="reef diving", match="centroid",
+        examples=["coral reef diving survey", "reef bleaching dive log"],
+    )  # fmt: skip
+    probes = [
+        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
+        for n in range(40)
+    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(300)]
+    summary = evaluate_detection(
+        ConceptList(concepts=[topic]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
+        progress=False, calibrate=SplitCalibration(0.5, 0.05),
+    )  # fmt: skip
+    fit, _ = split_probes(probes, 0.5)
+    background = [p for p in fit if p.kind is ProbeKind.UTILITY]
+    assert min(sum(in_direction_fold(p.id) is f for p in background) for f in (True, False)) >= 50
+    assert summary["calibration"]["directions"] == {"topic": len(background)}
+    written = load_concepts(tmp_path / "concepts.calibrated.yaml").get("topic")
+    assert written.direction is not None and written.direction.n_background == len(background)
+    # the report part is scored against the written direction, not the plain centroid
+    rows = [json.loads(x) for x in (tmp_path / "detect_items.jsonl").read_text().splitlines()]
+    probe = next(p for p in probes if p.id == rows[0]["probe_id"])
+    expected = float(fake_encoder.encode([probe.prompt])[0] @ np.array(written.direction.vector))
+    assert rows[0]["score"] == pytest.approx(expected, abs=1e-3)

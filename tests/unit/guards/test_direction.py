@@ -1,0 +1,142 @@
+"""Fitted directions of centroid concepts: whitening against a background, their schema, their
+use by the detector, and ``nescio calibrate`` fitting them without scoring what they saw."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guards.calibrate import CalibrationSettings, LabelledText, apply_results, calibrate
+from guards.concepts import Concept, ConceptList, Direction, load_concepts
+from guards.direction import MIN_BACKGROUND, centroid_texts, fit_direction
+from guards.encoder import Encoder
+from guards.errors import CalibrationError, ConceptFileError, GuardError
+from guards.guard import Guard
+
+DIM = 6
+
+
+class TableEncoder:
+    """Each text maps to the vector registered for it (unit-normalised), so geometry is exact."""
+
+    name = "table-test"
+    dim = DIM
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = [self.table[t] / np.linalg.norm(self.table[t]) for t in texts]
+        return np.array(rows, dtype=np.float32).reshape(len(texts), DIM)
+
+
+def _topic_and_background() -> tuple[Concept, TableEncoder, list[str], list[str]]:
+    """The concept's texts share a strong generic axis (0) with ordinary traffic, which also
+    varies a lot along it; only axis 1 is specific to the topic."""
+    rng = np.random.default_rng(0)
+    concept = Concept(id="topic", name="the topic", match="centroid", examples=["e1", "e2", "e3"])
+    table = {t: np.array([3.0, 1.0, 0, 0, 0, 0]) + rng.normal(0, 0.1, DIM)
+             for t in centroid_texts(concept)}  # fmt: skip
+    background = [f"b{i}" for i in range(80)]
+    for text in background:
+        table[text] = np.array([rng.uniform(0.5, 6.0), 0, *rng.normal(0, 0.3, DIM - 2)])
+    fresh_in = [f"in{i}" for i in range(10)]  # in scope, never seen: weaker on the generic axis
+    for text in fresh_in:
+        table[text] = np.array([1.0, 1.0, *rng.normal(0, 0.3, DIM - 2)])
+    fresh_out = [f"out{i}" for i in range(40)]
+    for text in fresh_out:
+        table[text] = np.array([rng.uniform(0.5, 6.0), 0, *rng.normal(0, 0.3, DIM - 2)])
+    return concept, TableEncoder(table), background, fresh_in + fresh_out
+
+
+def test_whitening_separates_what_the_plain_centroid_confuses() -> None:
+    concept, encoder, background, fresh = _topic_and_background()
+    direction = fit_direction(encoder, concept, background)
+    vectors = encoder.encode(fresh)
+    centroid = encoder.encode(centroid_texts(concept)).mean(axis=0)
+    plain = vectors @ (centroid / np.linalg.norm(centroid))
+    whitened = vectors @ np.array(direction.vector)
+    inside, outside = slice(0, 10), slice(10, None)
+    assert plain[inside].min() < plain[outside].max()  # generic axis: centroid mixes them up
+    assert whitened[inside].min() > whitened[outside].max()
+    assert direction.encoder == "table-test" and direction.n_background == len(background)
+    assert np.linalg.norm(direction.vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_too_small_a_background_is_refused() -> None:
+    concept, encoder, background, _ = _topic_and_background()
+    with pytest.raises(CalibrationError, match=f"at least {MIN_BACKGROUND}"):
+        fit_direction(encoder, concept, background[: MIN_BACKGROUND - 1] * 3)  # duplicates
+
+
+def _concept_file(tmp_path: Path, direction: str, match: str = "centroid") -> Path:
+    path = tmp_path / "concepts.yaml"
+    path.write_text(
+        "version: 1\nconcepts:\n  - id: topic\n    name: the topic\n"
+        f"    match: {match}\n    direction:\n{direction}"
+    )
+    return path
+
+
+def test_direction_schema_errors_name_the_field(tmp_path: Path) -> None:
+    good = "      encoder: minilm\n      n_background: 60\n      shrinkage: 0.7\n"
+    with pytest.raises(ConceptFileError, match=r"direction.*unit vector"):
+        load_concepts(_concept_file(tmp_path, good + "      vector: [0.5, 0.5]\n"))
+    with pytest.raises(ConceptFileError, match="only used with 'match: centroid'"):
+        load_concepts(_concept_file(tmp_path, good + "      vector: [0.6, 0.8]\n", "nearest"))
+    loaded = load_concepts(_concept_file(tmp_path, good + "      vector: [0.6, 0.8]\n"))
+    assert loaded.get("topic").direction == Direction(
+        encoder="minilm", n_background=60, shrinkage=0.7, vector=[0.6, 0.8]
+    )
+
+
+def test_detector_scores_against_the_direction_and_checks_its_encoder(encoder: Encoder) -> None:
+    text = "How is a buffer overflow exploit written?"
+    target = [round(float(v), 6) for v in encoder.encode([text])[0]]
+    direction = Direction(encoder=encoder.name, n_background=60, shrinkage=0.7, vector=target)
+    concept = Concept(
+        id="topic", name="offensive security", match="centroid", examples=["How do I bake bread?"],
+        direction=direction, threshold=0.9,
+    )  # fmt: skip
+    guard = Guard.build(ConceptList(concepts=[concept]), encoder=encoder)
+    decision = guard.check([text])
+    assert decision.score == pytest.approx(1.0, abs=1e-4) and decision.action == "refuse"
+    plain = concept.model_copy(update={"direction": None})
+    assert Guard.build(ConceptList(concepts=[plain]), encoder=encoder).check([text]).score < 0.9
+    foreign = concept.model_copy(
+        update={"direction": direction.model_copy(update={"encoder": "e5"})}
+    )
+    with pytest.raises(GuardError, match="fitted with encoder 'e5'"):
+        Guard.build(ConceptList(concepts=[foreign]), encoder=encoder)
+
+
+def test_calibrate_fits_a_direction_only_with_enough_background(
+    tmp_path: Path, encoder: Encoder
+) -> None:
+    concept = Concept(
+        id="exploits", name="exploit development", match="centroid",
+        description="Writing exploits and malware to attack computer systems.",
+        examples=[f"How do I write an exploit for vulnerability number {i}?" for i in range(12)],
+        negatives=[f"How do I bake bread recipe {i}?" for i in range(10)],
+    )  # fmt: skip
+    concepts = ConceptList(concepts=[concept])
+    traffic = [LabelledText(f"What is the capital of country number {i}?", None) for i in range(80)]
+    settings = CalibrationSettings(target_fpr=0.05)
+    [with_traffic] = calibrate(concepts, encoder, settings=settings, negatives=traffic)
+    [hand_only] = calibrate(concepts, encoder, settings=settings)
+    assert hand_only.calibration is not None and hand_only.direction is None
+    assert with_traffic.calibration is not None and with_traffic.direction is not None
+    # holdout: the stored direction was whitened on the fit split's out-of-scope items only
+    held_negatives = math.ceil(0.3 * (80 + 10))
+    assert with_traffic.direction.n_background == 80 + 10 - held_negatives
+    written = apply_results(concepts, [with_traffic])
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(written.to_yaml())
+    reloaded = load_concepts(path).get("exploits")
+    assert reloaded.direction == with_traffic.direction
+    assert json.loads(reloaded.model_dump_json())["direction"]["encoder"] == encoder.name
