@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from guards.concepts import Calibration, Concept, ConceptList, Direction
+from guards.detector import segments_of
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder, Vectors
 from guards.errors import CalibrationError, ConceptFileError
@@ -310,7 +311,9 @@ def calibrate(
     results = []
     for concept in tqdm(chosen, desc="calibrating", unit="concept", disable=not progress):
         items = labelled_items(concepts, concept, positives, negatives)
-        memo.encode([item.text for item in items])  # one batch instead of one call per item
+        # Every text the detector will encode (items and their sentences) in one batch, instead
+        # of one call per check.
+        memo.encode([s.text for item in items for s in segments_of([item.text])])
         results.append(ConceptCalibrator(concepts, concept, memo, settings).run(items))
     return results
 

@@ -71,7 +71,8 @@ class SentenceTransformerEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = list(texts)
         with self._lock:
-            if not self._bucketed or len(texts) == 1:
+            # Past one batch, sentence-transformers already sorts by length and cuts batches.
+            if not self._bucketed or not 1 < len(texts) <= self._batch_size:
                 return self._encode(texts)
             out = np.empty((len(texts), self.dim), dtype=np.float32)
             for bucket in length_buckets(self.token_counts(texts)):
