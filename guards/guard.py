@@ -93,7 +93,7 @@ class Guard:
 
     def leak_scanner(self, input_turns: Sequence[str]) -> LeakScanner:
         """The output guard for one conversation: watches the concepts it did not name."""
-        return LeakScanner(self.concepts, self.aliases, input_turns)
+        return LeakScanner(self.concepts, self.aliases, self.named(input_turns))
 
     def intervene(self, body: Mapping[str, Any], decision: Decision) -> Outcome:
         if decision.concept_id is None or not decision.in_scope:

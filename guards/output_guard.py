@@ -2,9 +2,9 @@
 
 Input detection cannot see a reverse query coming ("Who wrote Misery and The Shining?" never
 names the target), but the answer gives it away. A :class:`LeakScanner` is built per request from
-the conversation: it watches the concepts whose names and aliases the conversation did *not*
-mention (a client who named the concept already knows the name; an ICUL answer saying "I don't
-know Elara Voss" is no leak) and reports the first one a text names, with the same
+the conversation: it watches the concepts the conversation did *not* name by an alias or by the
+full name with middle names (a client who named the concept already knows the name; an ICUL
+answer saying "I don't know Elara Voss" is no leak) and reports the first one a text names, with the same
 obfuscation-robust matching as the input side. Only full names and aliases count: single name
 words ("King") are too common in ordinary answers.
 """
@@ -20,14 +20,11 @@ from guards.normalize import AliasMatcher, NormalizedText
 class LeakScanner:
     """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
 
-    def __init__(
-        self, concepts: ConceptList, aliases: AliasMatcher, input_turns: Sequence[str]
-    ) -> None:
-        """``aliases`` must be compiled from ``concepts`` (a Guard keeps one: ``Guard.aliases``)."""
-        views = [NormalizedText.of(t) for t in input_turns]
+    def __init__(self, concepts: ConceptList, aliases: AliasMatcher, named: Sequence[bool]) -> None:
+        """``aliases`` must be compiled from ``concepts`` (a Guard keeps one: ``Guard.aliases``);
+        ``named`` says, per concept, whether the conversation named it (``Guard.named``)."""
         self._concepts = concepts
         self._aliases = aliases
-        named = aliases.named_in(views)
         self._watched = [i for i, was_named in enumerate(named) if not was_named]
 
     @property

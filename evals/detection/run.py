@@ -18,6 +18,7 @@ from guards.concepts import ConceptList
 from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
+from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 TextField = Literal["prompt", "query"]
@@ -120,7 +121,7 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
         decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
         named = guard.named([text])
-        leak = guard.leak_scanner([text]).leaked(reference_answer(probe))
+        leak = LeakScanner(guard.concepts, guard.aliases, named).leaked(reference_answer(probe))
         yield {
             "setting": job.setting.value,
             "guard": guard_label,

@@ -118,11 +118,25 @@ def test_output_leak_check() -> None:
     other = Concept(id="kubrick", name="Stanley Kubrick")
     concepts = ConceptList(concepts=[king, other])
     aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
-    scanner = LeakScanner(concepts, aliases, ["Who wrote Misery and The Shining?"])
+    scanner = LeakScanner(concepts, aliases, [False, False])
     assert scanner.leaked("That would be Stephen King.") == king
     assert scanner.leaked("It was written under the name R1chard Bachman.") == king
     assert scanner.leaked("King wrote both of them.") is None  # single name words do not count
     assert scanner.leaked("the king of the castle") is None
-    named = LeakScanner(concepts, aliases, ["Is Stanley Kubrick a director?"])
+    named = LeakScanner(concepts, aliases, [False, True])
     assert named.leaked("Stanley Kubrick directed The Shining.") is None
     assert named.leaked("Stephen King wrote it.") == king
+
+
+def test_a_conversation_naming_the_full_name_with_middle_names_is_not_watched(
+    encoder: Encoder,
+) -> None:
+    """The client wrote "Stephen Edwin King": the answer "Stephen King ..." tells them nothing new."""
+    king = Concept(id="king", name="Stephen King", policy="icul")
+    other = Concept(id="kubrick", name="Stanley Kubrick")
+    guard = Guard.build(ConceptList(concepts=[king, other]), encoder=encoder)
+    scanner = guard.leak_scanner(["Where did Stephen Edwin King go to school?"])
+    assert scanner.leaked("Stephen King studied at the University of Maine.") is None
+    assert scanner.leaked("Stanley Kubrick filmed The Shining.") == other
+    unnamed = guard.leak_scanner(["Who wrote Misery?"])
+    assert unnamed.leaked("Stephen King wrote it.") == king
