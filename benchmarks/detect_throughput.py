@@ -17,12 +17,12 @@ from pathlib import Path
 
 from evals.concept_sources import rwku as rwku_concepts
 from evals.concept_sources import write_concepts
-from evals.detection.memo_encoder import MemoEncoder
 from evals.loaders import load_probes, parse_targets
 from evals.settings import EvalSettings
 from guards.detector import segments_of
 from guards.encoder import load_encoder
 from guards.guard import Guard
+from guards.memo_encoder import MemoEncoder
 
 
 def main() -> None:

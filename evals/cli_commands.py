@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.detection.memo_encoder import DEFAULT_CACHE
+from guards.memo_encoder import DEFAULT_CACHE
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]

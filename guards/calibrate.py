@@ -30,17 +30,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from guards.concepts import Calibration, Concept, ConceptList, Direction
 from guards.detector import segments_of
 from guards.direction import MIN_BACKGROUND, fit_direction
-from guards.encoder import Encoder, Vectors
+from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 from guards.jsonl import read_objects
+from guards.memo_encoder import MemoEncoder
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
@@ -77,25 +77,6 @@ class ConceptResult:
     false_positive_rate: float = 0.0
     skipped: str | None = None
     direction: Direction | None = None
-
-
-class MemoEncoder:
-    """Encodes each distinct text once; calibration rebuilds many guards over the same texts."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.dim = inner.dim
-        self._cache: dict[str, Vectors] = {}
-
-    def encode(self, texts: Sequence[str]) -> Vectors:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for text, vector in zip(missing, self.inner.encode(missing), strict=True):
-                self._cache[text] = vector
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
 
 
 def read_labelled(path: Path, *, known: set[str], require_concept: bool) -> list[LabelledText]:

@@ -25,13 +25,13 @@ from tqdm import tqdm
 from evals.concept_sources import write_concepts
 from evals.concept_sources.base import concept_ids_for
 from evals.concept_sources.rwku import build
-from evals.detection.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
 from evals.probes import Probe, ProbeKind, first_per_set
 from guards.encoder import load_encoder
 from guards.guard import build_index
 from guards.learned_detector import LearnedDetector, question_segments
+from guards.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from guards.scorer import FEATURES, LogisticScorer, Matrix, fit_logistic
 
 PLACEHOLDER = LogisticScorer(tuple(0.0 for _ in FEATURES), 0.0)

@@ -39,7 +39,6 @@ from tqdm import tqdm
 from evals.concept_sources import write_concepts
 from evals.concept_sources.base import rwku_concept_id
 from evals.concept_sources.rwku import build
-from evals.detection.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from evals.detection.plan import Setting
 from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
@@ -50,6 +49,7 @@ from guards.corpus import evidence_texts
 from guards.encoder import Encoder, load_encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
+from guards.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
 from guards.mixed import Partial, part_spans
 
 COMPANIONS = ("utility", "neighbor")

@@ -33,7 +33,6 @@ from evals.detection.conversations import (
     build_conversations,
     pronouns_of,
 )
-from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Setting
 from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
@@ -44,6 +43,7 @@ from guards.corpus import read_corpus_file
 from guards.encoder import load_encoder
 from guards.guard import DetectorKind, Guard, turns_of_messages
 from guards.learned_detector import question_segments
+from guards.memo_encoder import MemoEncoder, vector_store
 
 Record = dict[str, Any]
 DETECTORS: tuple[DetectorKind, ...] = ("embedding", "learned")

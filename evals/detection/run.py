@@ -11,13 +11,13 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from evals.concept_sources import concept_ids_for
-from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Job
 from evals.probes import Probe
 from guards.concepts import ConceptList
 from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
+from guards.memo_encoder import MemoEncoder, vector_store
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 

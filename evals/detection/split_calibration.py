@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evals.detection.memo_encoder import MemoEncoder, vector_store
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, probe_text, run_jobs
 from evals.probes import Probe
@@ -38,6 +37,7 @@ from guards.calibrate import choose_threshold
 from guards.concepts import Calibration, ConceptList
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
+from guards.memo_encoder import MemoEncoder, vector_store
 
 Record = dict[str, Any]
 CALIBRATED_FILE = "concepts.calibrated.yaml"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from evals.detection.evaluate import evaluate_detection
-from evals.detection.memo_encoder import MemoEncoder
 from evals.detection.plan import Setting, plan
 from evals.detection.split_calibration import SplitCalibration, in_calibration_part, split_probes
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
+from guards.memo_encoder import MemoEncoder
 
 
 def _probe(

@@ -13,12 +13,12 @@ from evals.detection.conversations import (
     pronouns_of,
     replace_name,
 )
-from evals.detection.memo_encoder import MemoEncoder
 from evals.detection.multiturn import check_all, format_table, summarize
 from evals.detection.plan import Setting
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
+from guards.memo_encoder import MemoEncoder
 
 CONCEPTS = ConceptList(
     concepts=[

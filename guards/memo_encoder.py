@@ -1,6 +1,7 @@
 """An encoder wrapper that encodes each distinct text once, in large batches.
 
-The detector encodes one conversation at a time; over tens of thousands of probes that is the
+Calibration and the evaluator rebuild many guards and run many checks over the same texts; the
+detector encodes one conversation at a time, and over tens of thousands of texts that is the
 slow path (~16 ms per single query). Encoding every text the detector will ask for up front,
 in batches, and answering its calls from memory gives the same vectors much faster: the
 wrapped encoder sees each distinct text exactly once (the memo is shared by every guard built
