@@ -8,6 +8,11 @@ probability. ``Decision.score`` is that probability and ``Decision.threshold`` t
 Segments are those of :func:`guards.detector.segments_of` plus every line of every turn (but of
 later turns that only refer back, see :func:`guards.detector.refers_back`), so a question
 wrapped in instructions ("Please briefly answer ... Question: ...") is also scored on its own.
+
+The scorer was fitted on people. Concepts with ``match: centroid`` (topics) are scored as the
+embedding detector scores them instead, by similarity to their centroid or fitted direction
+against their own threshold, so one list can hold both people and topics. Aliases stay decisive
+for both; the winner is the concept that clears its threshold by the widest margin.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from numpy.typing import NDArray
 from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
-from guards.detector import FULL_NAME, TOP_K, Segment, refers_back, segments_of
+from guards.detector import (
+    CENTROID,
+    FULL_NAME,
+    TOP_K,
+    Segment,
+    centroids,
+    refers_back,
+    segments_of,
+)
 from guards.encoder import Encoder
 from guards.index import VectorIndex
 from guards.names import NameMatcher
@@ -75,6 +88,11 @@ class LearnedDetector:
             [_group(e.source) for e in index.entries] + [0], dtype=np.int64
         )
         self._entry_source = [e.source for e in index.entries]
+        topics = [c for c in concepts.concepts if c.match == "centroid"]
+        self._central = np.array([column[c.id] for c in topics], dtype=np.int64)
+        self._centroids = centroids(encoder, topics)
+        self._thresholds = np.full(len(self._ids), scorer.threshold)
+        self._thresholds[self._central] = [concepts.threshold_of(c) for c in topics]
 
     def alias_hits(self, turns: Sequence[str]) -> NDArray[np.bool_]:
         """Per concept: does any turn contain its name or an alias (obfuscation-robust)?"""
@@ -86,31 +104,52 @@ class LearnedDetector:
     ) -> tuple[Matrix, NDArray[np.bool_], list[Evidence | None]]:
         """The ``(n_concepts, len(FEATURES))`` matrix, which concepts a turn names in full with
         middle names (:mod:`guards.names`, decisive) and each concept's best embedding evidence."""
+        matrix, full_names, best, _ = self._evidence(turns)
+        return matrix, full_names, best
+
+    def _evidence(
+        self, turns: Sequence[str]
+    ) -> tuple[Matrix, NDArray[np.bool_], list[Evidence | None], NDArray[np.float64]]:
+        """:meth:`features`, and the centroid concepts' similarities (best segment each)."""
         matrix = np.zeros((len(self._ids), len(FEATURES)))
         mentions = self._names.mentions(turns)
         matrix[:, _COLUMN["name_bare"]] = [m.bare for m in mentions]
         matrix[:, _COLUMN["name_embedded"]] = [m.embedded for m in mentions]
         best: list[Evidence | None] = [None] * len(self._ids)
+        central = np.full(len(self._central), -1.0)
         segments = question_segments(turns)
-        if segments and self._index.entries:
-            self._similarities(segments, matrix, best)
+        if segments:
+            vectors = self._encoder.encode([s.text for s in segments])
+            if self._index.entries:
+                self._similarities(segments, vectors, matrix, best)
+            if len(self._central):
+                sims = vectors @ self._centroids.T
+                rows = np.argmax(sims, axis=0)
+                central = sims[rows, np.arange(len(self._central))].astype(np.float64)
+                for j, c in enumerate(int(c) for c in self._central):
+                    best[c] = Evidence(
+                        "embedding", self._ids[c], float(central[j]), segments[rows[j]].turn,
+                        CENTROID,
+                    )  # fmt: skip
         for word in ("bare", "embedded"):
             matrix[:, _COLUMN[f"name_{word}_x_sim_corpus"]] = (
                 matrix[:, _COLUMN[f"name_{word}"]] * matrix[:, _COLUMN["sim_corpus"]]
             )
-        return matrix, np.array([m.full for m in mentions], dtype=bool), best
+        return matrix, np.array([m.full for m in mentions], dtype=bool), best, central
 
     def check(self, turns: Sequence[str]) -> Decision:
         started = time.perf_counter()
         if not self._ids or not any(t.strip() for t in turns):
             return Decision.allow(latency_ms=_ms(started))
-        matrix, full_names, best = self.features(turns)
+        matrix, full_names, best, central = self._evidence(turns)
         aliases = self.alias_hits(turns)
         decisive = aliases | full_names
-        probabilities = np.where(decisive, 1.0, self._scorer.probabilities(matrix))
-        winner = int(np.argmax(probabilities))
-        score = float(probabilities[winner])
-        threshold = self._scorer.threshold
+        scores = self._scorer.probabilities(matrix)
+        scores[self._central] = central
+        scores = np.where(decisive, 1.0, scores)
+        winner = int(np.argmax(scores - self._thresholds))
+        score = float(scores[winner])
+        threshold = float(self._thresholds[winner])
         concept_id = self._ids[winner]
         if score < threshold:
             return Decision.allow(score, threshold, concept_id, _ms(started))
@@ -136,9 +175,12 @@ class LearnedDetector:
         )
 
     def _similarities(
-        self, segments: list[Segment], matrix: Matrix, best: list[Evidence | None]
+        self,
+        segments: list[Segment],
+        vectors: NDArray[np.float32],
+        matrix: Matrix,
+        best: list[Evidence | None],
     ) -> None:
-        vectors = self._encoder.encode([s.text for s in segments])
         sims, ids = self._index.search(vectors, TOP_K)
         concepts = self._entry_concept[ids]
         groups = self._entry_group[ids]
