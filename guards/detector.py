@@ -33,7 +33,7 @@ from guards.corpus import NEGATIVE, split_sentences
 from guards.decision import Action, Decision, Evidence
 from guards.direction import centroid_texts
 from guards.encoder import Encoder
-from guards.errors import GuardError
+from guards.errors import ConceptFileError
 from guards.index import VectorIndex
 from guards.names import NameMatcher
 from guards.normalize import AliasMatcher, NormalizedText
@@ -236,12 +236,15 @@ def centroids(encoder: Encoder, concepts: Sequence[Concept]) -> np.ndarray:
 
 
 def _checked_direction(concept_id: str, direction: Direction, encoder: Encoder) -> np.ndarray:
-    """The direction as a vector, if it was fitted in this encoder's space."""
+    """The direction as a vector, if it was fitted in this encoder's space (else the list is
+    wrong for this guard: a concept-list error naming the field, not a guard failure)."""
     if direction.encoder != encoder.name or len(direction.vector) != encoder.dim:
-        raise GuardError(
-            f"concept {concept_id!r}: its direction was fitted with encoder "
-            f"{direction.encoder!r} ({len(direction.vector)} dimensions), this guard encodes "
-            f"with {encoder.name!r} ({encoder.dim}); calibrate again or remove 'direction'"
+        raise ConceptFileError(
+            "concept list",
+            f"fitted with encoder {direction.encoder!r} ({len(direction.vector)} dimensions), "
+            f"this guard encodes with {encoder.name!r} ({encoder.dim}); calibrate again or "
+            "remove it",
+            field=f"concepts[{concept_id}].direction",
         )
     return np.asarray(direction.vector, dtype=np.float32)
 

@@ -15,7 +15,7 @@ from guards.calibrate import CalibrationSettings, LabelledText, apply_results, c
 from guards.concepts import Concept, ConceptList, Direction, load_concepts
 from guards.direction import MIN_BACKGROUND, centroid_texts, fit_direction
 from guards.encoder import Encoder
-from guards.errors import CalibrationError, ConceptFileError, GuardError
+from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 
 DIM = 6
@@ -111,7 +111,9 @@ def test_detector_scores_against_the_direction_and_checks_its_encoder(encoder: E
     foreign = concept.model_copy(
         update={"direction": direction.model_copy(update={"encoder": "e5"})}
     )
-    with pytest.raises(GuardError, match="fitted with encoder 'e5'"):
+    with pytest.raises(
+        ConceptFileError, match=r"concepts\[topic\].direction' fitted with encoder 'e5'"
+    ):
         Guard.build(ConceptList(concepts=[foreign]), encoder=encoder)
 
 

@@ -42,6 +42,10 @@ NEW_LIST: dict[str, Any] = {
 }
 
 
+# fitted in another encoder's space: the list is wrong for this guard
+FOREIGN = {"encoder": "e5", "n_background": 60, "shrinkage": 0.7, "vector": [0.6, 0.8]}
+
+
 def settings(**extra: Any) -> ProxySettings:
     return ProxySettings(admin_key="sk-admin", **extra)
 
@@ -103,6 +107,10 @@ async def test_delete_then_missing(guard: Guard, upstream: FakeUpstream) -> None
         ({"concepts": [{"id": "x", "name": "x", "policy": "delete"}]}, "concepts[x].policy"),
         ({"concepts": [{"id": "x"}]}, "concepts[x].name"),
         ({"concepts": [{"id": "x", "name": "x", "colour": "red"}]}, "concepts[x].colour"),
+        (
+            {"concepts": [{"id": "x", "name": "x", "match": "centroid", "direction": FOREIGN}]},
+            "concepts[x].direction",
+        ),
     ],
 )
 async def test_invalid_replacement_names_the_field_and_keeps_the_old_list(
