@@ -203,7 +203,23 @@ class ConceptList(BaseModel):
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        for concept in data["concepts"]:
+            if "direction" in concept:  # hundreds of numbers: wrapped lines, not one per line
+                concept["direction"]["vector"] = _FlowList(concept["direction"]["vector"])
+        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+class _FlowList(list[float]):
+    """A list written in YAML flow style (``[a, b, ...]``)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, True)
+)
 
 
 def load_concepts(path: str | Path) -> ConceptList:

@@ -139,6 +139,7 @@ def test_calibrate_fits_a_direction_only_with_enough_background(
     written = apply_results(concepts, [with_traffic])
     path = tmp_path / "calibrated.yaml"
     path.write_text(written.to_yaml())
+    assert "vector: [" in path.read_text()  # flow style: a few wrapped lines, not 384
     reloaded = load_concepts(path).get("exploits")
     assert reloaded.direction == with_traffic.direction
     assert json.loads(reloaded.model_dump_json())["direction"]["encoder"] == encoder.name
