@@ -35,6 +35,7 @@ examples:
   nescio calibrate examples/concepts.yaml --dry-run
   nescio calibrate concepts.yaml --positives pos.jsonl --negatives neg.jsonl --target-fpr 0.02
   nescio calibrate concepts.yaml --concept harry-potter --output calibrated.yaml
+  nescio calibrate topics.yaml --negatives traffic.jsonl   # + a direction per centroid concept
 
 files:
   --positives: JSONL lines {"concept_id": "harry-potter", "text": "Who is Hagrid?"}
