@@ -5,7 +5,9 @@ sentences are also scored one by one, a 5-turn chat, a 5-turn chat of pronoun fo
 2,000-character prompt) for the example concept list and for a large list (RWKU's 100 targets with their forget
 passages when ``--data-dir`` holds them, else 100 synthetic concepts x 50 corpus sentences). In
 the same run it times two baselines: one bare encoder call on the last user message, and the
-naive guard that checks only the last user message. Prints p50/p95/p99 in milliseconds.
+naive guard that checks only the last user message; with ``--one-call-baseline`` also the
+default detector with every check's texts encoded in one call (before length buckets, see
+``benchmarks/encoder_batching.py``). Prints p50/p95/p99 in milliseconds.
 
     HF_HUB_OFFLINE=1 python benchmarks/guard_latency.py --repeats 50
 """
@@ -27,7 +29,7 @@ import numpy as np
 
 from guards.concepts import ConceptList, load_concepts, validate_concepts
 from guards.corpus import evidence_texts
-from guards.encoder import Encoder, load_encoder
+from guards.encoder import Encoder, SentenceTransformerEncoder, load_encoder
 from guards.guard import Guard, turns_of_messages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,7 +150,7 @@ def bench_list(label: str, guards: dict[str, Guard], encoder: Encoder, repeats: 
     """One table per concept list: baselines, then every detector on the same requests."""
     guard = guards["embedding"]
     print(f"\n== {label}: {len(guard.concepts.concepts)} concepts ==")
-    print(f"{'request':<20} {'measure':<28} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}")
+    print(f"{'request':<20} {'measure':<38} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}")
     for name, messages in requests().items():
         last = turns_of_messages(messages)[-1]
         rows: list[tuple[str, Callable[[], object]]] = [
@@ -161,7 +163,7 @@ def bench_list(label: str, guards: dict[str, Guard], encoder: Encoder, repeats: 
         ]
         for measure, fn in rows:
             p50, p95, p99, mean = percentiles(fn, repeats)
-            print(f"{name:<20} {measure:<28} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mean:>8.1f}")
+            print(f"{name:<20} {measure:<38} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mean:>8.1f}")
 
 
 def both_detectors(concepts: ConceptList, encoder: Encoder, cache: Path) -> dict[str, Guard]:
@@ -179,6 +181,11 @@ def main() -> int:
     parser.add_argument("--passages-per-target", type=int, default=10)
     parser.add_argument("--synthetic", action="store_true", help="ignore RWKU, use synthetic")
     parser.add_argument("--cache-dir", type=Path, help="reuse built indexes across runs")
+    parser.add_argument(
+        "--one-call-baseline",
+        action="store_true",
+        help="also time the embedding detector with one encoder call per check",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -187,11 +194,19 @@ def main() -> int:
     started = time.perf_counter()
     encoder = load_encoder()
     print(f"encoder load: {time.perf_counter() - started:.1f} s")
+    one_call = SentenceTransformerEncoder(bucketed=False) if args.one_call_baseline else None
+
+    def guards_for(concepts: ConceptList, cache: Path) -> dict[str, Guard]:
+        guards = both_detectors(concepts, encoder, cache)
+        if one_call is not None:
+            guards["embedding, one call"] = Guard.build(concepts, encoder=one_call, cache_dir=cache)
+        return guards
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cache = args.cache_dir or folder / "index-cache"
         example = load_concepts(REPO / "examples" / "concepts.yaml")
-        bench_list("example list", both_detectors(example, encoder, cache), encoder, args.repeats)
+        bench_list("example list", guards_for(example, cache), encoder, args.repeats)
         large = (
             None
             if args.synthetic
@@ -201,7 +216,7 @@ def main() -> int:
         if large is None:
             large, label = synthetic_concepts(folder, 100, 50), "synthetic (100 x 50 sentences)"
         started = time.perf_counter()
-        guards = both_detectors(large, encoder, cache)
+        guards = guards_for(large, cache)
         vectors = sum(1 for c in large.concepts for _ in evidence_texts(large, c))
         print(f"built {label}: {vectors} vectors in {time.perf_counter() - started:.1f} s")
         bench_list(label, guards, encoder, args.repeats)
