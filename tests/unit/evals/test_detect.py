@@ -12,7 +12,6 @@ from evals.detection.split_calibration import SplitCalibration, in_calibration_p
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
-from guards.memo_encoder import MemoEncoder
 
 
 def _probe(
@@ -80,30 +79,6 @@ def test_detect_recall_fpr_per_setting_and_files(tmp_path: Path, fake_encoder: E
     recall = curve["rates"]["forget"]
     assert recall == sorted(recall, reverse=True) and recall[0] >= 0.75
     assert (tmp_path / "detect_curve.png").stat().st_size > 1000
-
-
-def test_memo_encoder_encodes_each_distinct_text_once(fake_encoder: Encoder) -> None:
-    inner = fake_encoder
-    memo = MemoEncoder(inner)
-    memo.prefetch(["a b c", "d e f", "a b c"])
-    vectors = memo.encode(["d e f", "a b c", "new text here"])
-    assert vectors.shape == (3, inner.dim)
-    assert memo.encoded == 3
-    assert (vectors[1] == inner.encode(["a b c"])[0]).all()
-
-
-def test_memo_store_persists_vectors_across_runs(tmp_path: Path, fake_encoder: Encoder) -> None:
-    store = tmp_path / "vectors.npz"
-    first = MemoEncoder(fake_encoder, store)
-    first.prefetch(["coral reef survey", "jazz piano"])
-    first.save()
-    second = MemoEncoder(fake_encoder, store)
-    second.prefetch(["coral reef survey", "jazz piano", "new words here"])
-    assert second.encoded == 1
-    assert (second.encode(["jazz piano"]) == first.encode(["jazz piano"])).all()
-    third = MemoEncoder(fake_encoder, store)  # encode() reads the store too, not only prefetch()
-    third.encode(["coral reef survey", "jazz piano"])
-    assert third.encoded == 0
 
 
 def test_probes_about_unlisted_targets_are_negatives_for_every_guard() -> None:
