@@ -179,7 +179,8 @@ def add_detect_command(commands: SubParsers) -> None:
         type=float,
         metavar="F",
         help="fit each concept's threshold on a hash-chosen share F of the probes (e.g. 0.5) "
-        "and report on the rest only; writes OUT/concepts.calibrated.yaml (embedding detector)",
+        "and report on the rest only; writes OUT/concepts.calibrated.yaml (with --detector "
+        "learned: the 'match: centroid' concepts only)",
     )
     parser.add_argument(
         "--target-fpr",

@@ -56,12 +56,13 @@ def evaluate_detection(
     started = time.perf_counter()
     calibration: dict[str, Any] | None = None
     if calibrate is not None:
-        if detector != "embedding":
+        if detector != "embedding" and not any(c.match == "centroid" for c in concepts.concepts):
             raise EvalError(
-                "--calibrate-split fits per-concept thresholds: embedding detector only"
+                "--calibrate-split fits per-concept thresholds: the learned detector has them "
+                "only for 'match: centroid' concepts, and this list has none"
             )
         concepts, probes, calibration = fit_on_split(
-            concepts, probes, calibrate, encoder, cache_dir, text_field, progress
+            concepts, probes, calibrate, encoder, cache_dir, text_field, progress, detector
         )
     jobs = plan(concepts, probes, settings)
     records, timing = run_jobs(

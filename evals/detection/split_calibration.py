@@ -13,10 +13,11 @@ their out-of-scope probes of the calibration part, never on in-scope ones: the c
 stays its description and examples. Thresholds are then read off cross-fitted scores (each half
 of that background scored by a direction fitted on the other half).
 
-Only the embedding detector has per-concept thresholds (a probe is flagged exactly when its
-concept's score reaches the threshold, so thresholds can be fitted from the recorded scores);
-the learned detector's single probability threshold is fitted by
-:mod:`evals.detection.fit_scorer` on other targets instead.
+A probe is flagged exactly when its concept's score reaches the concept's threshold, so
+thresholds are fitted from the recorded scores of the detector under evaluation. With the
+embedding detector every concept has one; the learned detector uses per-concept thresholds only
+for ``match: centroid`` concepts (people share the scorer's probability threshold, fitted by
+:mod:`evals.detection.fit_scorer` on other targets), so only those are fitted for it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from guards.calibrate import choose_threshold
 from guards.concepts import Calibration, ConceptList
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
+from guards.guard import DetectorKind
 from guards.memo_encoder import MemoEncoder, vector_store
 
 Record = dict[str, Any]
@@ -72,9 +74,10 @@ def fit_on_split(
     cache_dir: Path | None,
     text_field: TextField,
     progress: bool,
+    detector: DetectorKind = "embedding",
 ) -> tuple[ConceptList, list[Probe], dict[str, Any]]:
     """Fit thresholds (and centroid concepts' directions) on the calibration part, single
-    setting, embedding detector.
+    setting, with ``detector``.
 
     Returns the concepts with those thresholds and directions, the report part of the probes,
     and what was fitted (for the summary).
@@ -91,6 +94,7 @@ def fit_on_split(
             cache_dir=cache_dir,
             text_field=text_field,
             progress=progress,
+            detector=detector,
         )
         return records
 
@@ -103,6 +107,9 @@ def fit_on_split(
             part = [p for p in fit_part if in_direction_fold(p.id) is fold]
             scored = single(fitter.concepts(fold=not fold), part)
             records += [r for r in scored if fitter.refitted(r)]
+    if detector == "learned":
+        topics = {c.id for c in concepts.concepts if c.match == "centroid"}
+        records = [r for r in records if r["guard"] in topics]
     thresholds = fit_thresholds(records, calibrate.target_fpr)
     fitted = {
         "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "

@@ -181,3 +181,26 @@ def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
     probe = next(p for p in probes if p.id == rows[0]["probe_id"])
     expected = float(fake_encoder.encode([probe.prompt])[0] @ np.array(written.direction.vector))
     assert rows[0]["score"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_calibrate_split_with_the_learned_detector_fits_only_topic_concepts(
+    tmp_path: Path, fake_encoder: Encoder
+) -> None:
+    from evals.errors import EvalError
+
+    topic = Concept(id="topic", name="reef diving", match="centroid", examples=["coral dive"])
+    person = Concept(id="jazz", name="Tomas Brandt", examples=["jazz piano quartet harbour album"])
+    probes = [
+        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
+        for n in range(40)
+    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(60)]
+    summary = evaluate_detection(
+        ConceptList(concepts=[topic, person]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
+        progress=False, detector="learned", calibrate=SplitCalibration(0.5, 0.05),
+    )  # fmt: skip
+    assert set(summary["calibration"]["thresholds"]) == {"topic"}  # people keep the scorer's
+    with pytest.raises(EvalError, match="only for 'match: centroid' concepts"):
+        evaluate_detection(
+            ConceptList(concepts=[person]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
+            progress=False, detector="learned", calibrate=SplitCalibration(0.5, 0.05),
+        )  # fmt: skip
