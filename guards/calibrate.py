@@ -40,7 +40,7 @@ from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 from guards.jsonl import read_objects
-from guards.memo_encoder import MemoEncoder
+from guards.memo_encoder import MemoEncoder, vector_store
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
@@ -281,10 +281,12 @@ def calibrate(
     negatives: Sequence[LabelledText] = (),
     only: Sequence[str] = (),
     progress: bool = False,
+    cache_dir: Path | None = None,
 ) -> list[ConceptResult]:
-    """Fit and measure a threshold for each concept (or those in ``only``)."""
+    """Fit and measure a threshold for each concept (or those in ``only``); with ``cache_dir``,
+    encoded texts persist in its vector store (:func:`guards.memo_encoder.vector_store`)."""
     settings = settings or CalibrationSettings()
-    memo = MemoEncoder(encoder)
+    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
     unknown = sorted(set(only) - {c.id for c in concepts.concepts})
     if unknown:
         raise CalibrationError(f"unknown concept id(s): {', '.join(unknown)}")
@@ -296,6 +298,7 @@ def calibrate(
         # of one call per check.
         memo.encode([s.text for item in items for s in segments_of([item.text])])
         results.append(ConceptCalibrator(concepts, concept, memo, settings).run(items))
+    memo.save()
     return results
 
 

@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--encoder", default="minilm", help="sentence encoder (default minilm)")
     parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="keep the encoded texts here, so a rerun on the same prompts encodes nothing "
+        "(e.g. .nescio/index-cache, shared with `nescio eval detect`)",
+    )
+    parser.add_argument(
         "--output", type=Path, help="write here instead of overwriting the concept file"
     )
     parser.add_argument(
@@ -116,6 +122,7 @@ def run_calibrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         negatives=negatives,
         only=args.concept,
         progress=True,
+        cache_dir=args.cache_dir,
     )
     print_results(results, settings.target_fpr, out)
     if not any(r.calibration for r in results):

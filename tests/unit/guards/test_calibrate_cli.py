@@ -265,3 +265,28 @@ def test_cli_rejects_bad_positives_file(fixture_copy: Path, tmp_path: Path) -> N
 def test_cli_rejects_bad_options(fixture_copy: Path) -> None:
     with pytest.raises(CalibrationError, match="target_fpr"):
         run_cli(str(fixture_copy), "--target-fpr", "2", "--dry-run")
+
+
+def test_cache_dir_keeps_encoded_texts_for_the_next_run(
+    concepts: ConceptList, encoder: Encoder, tmp_path: Path
+) -> None:
+    class Counting:
+        name, dim = encoder.name, encoder.dim
+        texts = 0
+
+        def encode(self, texts: Sequence[str]) -> Any:
+            Counting.texts += len(texts)
+            return encoder.encode(texts)
+
+    settings = CalibrationSettings(folds=3)
+    first = calibrate(
+        concepts, Counting(), settings=settings, only=["nerve-agents"], cache_dir=tmp_path
+    )
+    encoded_first, Counting.texts = Counting.texts, 0
+    again = calibrate(
+        concepts, Counting(), settings=settings, only=["nerve-agents"], cache_dir=tmp_path
+    )
+    assert encoded_first > 0 and Counting.texts == 0
+    assert again[0].calibration is not None and first[0].calibration is not None
+    assert again[0].calibration.threshold == first[0].calibration.threshold
+    assert list(tmp_path.glob("vectors-*.npz"))
