@@ -15,6 +15,8 @@ from statistics import mean
 from typing import Any
 
 Record = dict[str, Any]
+# Lists up to this many concepts get a line per concept in the table (always in the JSON).
+MAX_TARGET_ROWS = 10
 
 
 def rate_block(records: Sequence[Record]) -> dict[str, Any]:
@@ -106,7 +108,9 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
 
     Columns: the input guard's rate; ``+output``, counting a probe also when the output guard
     would withhold its reference answer; ``unnamed``, the rate among probes that name no other
-    guarded concept; and, on the ALL rows, the macro average over targets.
+    guarded concept; and, on the ALL rows, the macro average over targets. Short lists (up to
+    ``MAX_TARGET_ROWS`` concepts) also get one line per concept: its recall and the false-positive
+    rate of its own guard (single setting), e.g. each WMDP domain against MMLU.
     """
     lines: list[str] = []
     header = (
@@ -125,6 +129,14 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
             f"precision {_pct(block['precision'])}   "
             f"correct concept among flagged forget probes {_pct(block['correct_concept_rate'])}"
         )
+        targets = block["by_target"]
+        if len(targets) <= MAX_TARGET_ROWS:
+            for target, kinds in targets.items():
+                rates = (
+                    f"{kind} {row['metric']} {_pct(row['rate'])} ({row['flagged']}/{row['n']})"
+                    for kind, row in kinds.items()
+                )
+                lines.append(f"  {target}: {', '.join(rates)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -71,7 +71,12 @@ def test_detect_recall_fpr_per_setting_and_files(tmp_path: Path, fake_encoder: E
     assert summary["settings"]["all"]["correct_concept_rate"] == 1.0
     items = [json.loads(x) for x in (tmp_path / "detect_items.jsonl").read_text().splitlines()]
     assert len(items) == single["n_checks"] + summary["settings"]["all"]["n_checks"]
-    assert (tmp_path / "detect_table.txt").read_text().count("setting:") == 2
+    table = (tmp_path / "detect_table.txt").read_text()
+    assert table.count("setting:") == 2
+    assert (
+        "  reef: forget recall 66.7% (2/3), neighbor fpr 0.0% (0/1), utility fpr 0.0% (0/1)"
+        in table
+    )
     assert summary["excluded_identical_to_examples"] == 2
     curve = summary["curve"]  # single setting replayed at other thresholds
     assert set(curve["rates"]) == {"forget", "neighbor", "utility"}
