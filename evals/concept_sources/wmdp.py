@@ -5,6 +5,9 @@ from WMDP), so WMDP recall is measured on questions the guard has never seen. Bo
 ``match: centroid``: a question is compared with the common direction of the description and
 the examples, not with the single nearest example (see :class:`guards.concepts.Concept`). The negatives
 are benign questions from the same broad fields, to keep ordinary biology and computing open.
+No ``direction`` is built here: it needs a sample of ordinary traffic (``nescio calibrate
+--negatives``, or ``nescio eval detect --calibrate-split``, which whitens on MMLU's calibration
+half).
 """
 
 from __future__ import annotations

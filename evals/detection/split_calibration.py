@@ -135,7 +135,8 @@ def in_direction_fold(probe_id: str) -> bool:
 class _DirectionFitter:
     """Directions (:mod:`guards.direction`) for the centroid concepts, whitened on their
     single-setting guard's out-of-scope probes of the calibration part: all of them, or only
-    those of one fold. A concept gets one only when each fold holds ``MIN_BACKGROUND`` distinct texts."""
+    those of one fold. A concept gets one only when each fold holds ``MIN_BACKGROUND`` distinct
+    texts."""
 
     def __init__(
         self,
@@ -149,6 +150,7 @@ class _DirectionFitter:
         self._encoder = MemoEncoder(
             encoder, None if cache_dir is None else vector_store(cache_dir, encoder)
         )
+        self._saved = 0
         self._background: dict[str, list[Probe]] = {}
         self._text_field = text_field
         for job in plan(concepts, fit_part, [Setting.SINGLE]):
@@ -163,6 +165,7 @@ class _DirectionFitter:
         self.directed = set(self._background)
 
     def concepts(self, fold: bool | None) -> ConceptList:
+        """The list with directions whitened on all of the background (``None``) or one fold."""
         updated = []
         for concept in self._concepts.concepts:
             if concept.id in self.directed:
@@ -174,7 +177,9 @@ class _DirectionFitter:
                 direction = fit_direction(self._encoder, concept, texts)
                 concept = concept.model_copy(update={"direction": direction})
             updated.append(concept)
-        self._encoder.save()
+        if self._encoder.encoded > self._saved:  # the store is large: rewrite it only when new
+            self._encoder.save()
+            self._saved = self._encoder.encoded
         return self._concepts.model_copy(update={"concepts": updated})
 
     def refitted(self, record: Record) -> bool:
