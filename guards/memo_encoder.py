@@ -44,6 +44,7 @@ class MemoEncoder:
         self._stored: dict[str, np.ndarray] = {}
         self._store_path = store
         self.encoded = 0
+        self._saved_at = 0  # ``encoded`` when the store was last written
         if store is not None and store.exists():
             with np.load(store) as saved:
                 self._stored = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
@@ -60,8 +61,9 @@ class MemoEncoder:
             self._store(todo[start : start + BATCH])
 
     def save(self) -> None:
-        """Write every vector seen so far to the store file (no-op without one)."""
-        if self._store_path is None:
+        """Write every vector seen so far to the store file: a no-op without one, or when
+        nothing was encoded since the last write (the store can be hundreds of MB)."""
+        if self._store_path is None or self.encoded == self._saved_at:
             return
         merged = self._stored | {self._key(t): v for t, v in self._memo.items()}
         self._store_path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,7 @@ class MemoEncoder:
         partial = self._store_path.with_name(f"{self._store_path.name}.{os.getpid()}.tmp.npz")
         np.savez(partial, keys=keys, vectors=vectors.astype(np.float32))
         os.replace(partial, self._store_path)
+        self._saved_at = self.encoded
 
     def _key(self, text: str) -> str:
         return hashlib.sha1(f"{self.name}\0{text}".encode()).hexdigest()

@@ -150,7 +150,6 @@ class _DirectionFitter:
         self._encoder = MemoEncoder(
             encoder, None if cache_dir is None else vector_store(cache_dir, encoder)
         )
-        self._saved = 0
         self._background: dict[str, list[Probe]] = {}
         self._text_field = text_field
         for job in plan(concepts, fit_part, [Setting.SINGLE]):
@@ -177,9 +176,7 @@ class _DirectionFitter:
                 direction = fit_direction(self._encoder, concept, texts)
                 concept = concept.model_copy(update={"direction": direction})
             updated.append(concept)
-        if self._encoder.encoded > self._saved:  # the store is large: rewrite it only when new
-            self._encoder.save()
-            self._saved = self._encoder.encoded
+        self._encoder.save()
         return self._concepts.model_copy(update={"concepts": updated})
 
     def refitted(self, record: Record) -> bool:

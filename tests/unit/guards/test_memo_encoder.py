@@ -32,3 +32,20 @@ def test_memo_store_persists_vectors_across_runs(tmp_path: Path, encoder: Encode
     third = MemoEncoder(encoder, store)  # encode() reads the store too, not only prefetch()
     third.encode(["coral reef survey", "jazz piano"])
     assert third.encoded == 0
+
+
+def test_save_writes_only_when_something_new_was_encoded(tmp_path: Path, encoder: Encoder) -> None:
+    store = tmp_path / "vectors.npz"
+    memo = MemoEncoder(encoder, store)
+    memo.save()
+    assert not store.exists()  # nothing encoded: nothing to write
+    memo.encode(["coral reef survey"])
+    memo.save()
+    written = store.stat().st_mtime_ns
+    reread = MemoEncoder(encoder, store)
+    reread.encode(["coral reef survey"])  # from the store
+    reread.save()
+    assert store.stat().st_mtime_ns == written
+    reread.encode(["jazz piano"])
+    reread.save()
+    assert len(np.load(store)["keys"]) == 2
