@@ -212,14 +212,29 @@ class EmbeddingAliasDetector:
         best: dict[str, Evidence],
     ) -> None:
         """Per centroid concept: max over segments of the similarity to its centroid."""
-        sims = vectors @ self._centroids.T
-        rows = np.argmax(sims, axis=0)
-        for j, concept in enumerate(int(c) for c in self._central):
-            scores[concept] = float(sims[rows[j], j])
-            cid = self._ids[concept]
-            best[cid] = Evidence(
-                "embedding", cid, scores[concept], segments[rows[j]].turn, CENTROID
-            )
+        central, evidence = centroid_evidence(
+            segments, vectors, self._centroids, [self._ids[c] for c in self._central]
+        )
+        scores[self._central] = central
+        best.update((e.concept_id, e) for e in evidence)
+
+
+def centroid_evidence(
+    segments: Sequence[Segment],
+    vectors: np.ndarray,
+    centroid_vectors: np.ndarray,
+    concept_ids: Sequence[str],
+) -> tuple[np.ndarray, list[Evidence]]:
+    """For each centroid concept (rows of ``centroid_vectors``, ids ``concept_ids``): the best
+    segment's similarity and the evidence naming that segment's turn."""
+    sims = vectors @ centroid_vectors.T
+    rows = np.argmax(sims, axis=0)
+    best = sims[rows, np.arange(len(concept_ids))].astype(np.float64)
+    evidence = [
+        Evidence("embedding", cid, float(best[j]), segments[rows[j]].turn, CENTROID)
+        for j, cid in enumerate(concept_ids)
+    ]
+    return best, evidence
 
 
 def centroids(encoder: Encoder, concepts: Sequence[Concept]) -> np.ndarray:

@@ -28,10 +28,10 @@ from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
 from guards.detector import (
-    CENTROID,
     FULL_NAME,
     TOP_K,
     Segment,
+    centroid_evidence,
     centroids,
     refers_back,
     segments_of,
@@ -123,14 +123,11 @@ class LearnedDetector:
             if self._index.entries:
                 self._similarities(segments, vectors, matrix, best)
             if len(self._central):
-                sims = vectors @ self._centroids.T
-                rows = np.argmax(sims, axis=0)
-                central = sims[rows, np.arange(len(self._central))].astype(np.float64)
-                for j, c in enumerate(int(c) for c in self._central):
-                    best[c] = Evidence(
-                        "embedding", self._ids[c], float(central[j]), segments[rows[j]].turn,
-                        CENTROID,
-                    )  # fmt: skip
+                central, evidence = centroid_evidence(
+                    segments, vectors, self._centroids, [self._ids[c] for c in self._central]
+                )
+                for c, found in zip(self._central, evidence, strict=True):
+                    best[int(c)] = found
         for word in ("bare", "embedded"):
             matrix[:, _COLUMN[f"name_{word}_x_sim_corpus"]] = (
                 matrix[:, _COLUMN[f"name_{word}"]] * matrix[:, _COLUMN["sim_corpus"]]
