@@ -294,9 +294,9 @@ def calibrate(
     results = []
     for concept in tqdm(chosen, desc="calibrating", unit="concept", disable=not progress):
         items = labelled_items(concepts, concept, positives, negatives)
-        # Every text the detector will encode (items and their sentences) in one batch, instead
-        # of one call per check.
-        memo.encode([s.text for item in items for s in segments_of([item.text])])
+        # Every text the detector will encode (items and their sentences) up front, in batches,
+        # instead of one call per check.
+        memo.prefetch(s.text for item in items for s in segments_of([item.text]))
         results.append(ConceptCalibrator(concepts, concept, memo, settings).run(items))
     memo.save()
     return results
