@@ -186,7 +186,15 @@ def add_detect_command(commands: SubParsers) -> None:
         "--target-fpr",
         type=float,
         default=0.03,
-        help="false-positive budget per concept for --calibrate-split (default 0.03)",
+        help="false-positive budget for --calibrate-split (default 0.03); see --fpr-budget",
+    )
+    parser.add_argument(
+        "--fpr-budget",
+        choices=("concept", "list"),
+        default="concept",
+        help="'concept' (default): each concept's guard alone may flag --target-fpr of its "
+        "out-of-scope probes, so guarded together the rates add up; 'list': thresholds are "
+        "fitted together so that all concepts at once flag at most --target-fpr of them",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
@@ -234,7 +242,7 @@ def _detect(args: argparse.Namespace) -> int:
     if args.calibrate_split is not None:
         if not 0.0 < args.calibrate_split < 1.0 or not 0.0 <= args.target_fpr <= 1.0:
             raise EvalError("--calibrate-split must be in (0, 1) and --target-fpr in [0, 1]")
-        calibration = SplitCalibration(args.calibrate_split, args.target_fpr)
+        calibration = SplitCalibration(args.calibrate_split, args.target_fpr, args.fpr_budget)
     summary = evaluate_detection(
         concepts,
         probes,

@@ -41,6 +41,7 @@ from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 from guards.jsonl import read_objects
 from guards.memo_encoder import MemoEncoder, vector_store
+from guards.thresholds import choose_threshold
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
@@ -137,26 +138,6 @@ def holdout_split(items: Sequence[Item], fraction: float, seed: int) -> list[Ite
         rng.shuffle(group)
         held += group[: max(1, math.ceil(fraction * len(group)))]
     return held
-
-
-def choose_threshold(
-    positive: Sequence[float], negative: Sequence[float], target_fpr: float
-) -> float:
-    """The lowest threshold (highest recall) whose false-positive rate on ``negative`` is within
-    ``target_fpr``; placed midway to the next score up, so it does not sit on a fitted item.
-
-    A text is in scope when its score is at least the threshold.
-    """
-    if not negative:
-        raise CalibrationError("cannot fit a threshold without out-of-scope examples")
-    ranked = sorted(negative, reverse=True)
-    allowed = math.floor(target_fpr * len(ranked) + 1e-9)
-    if allowed >= len(ranked):
-        return max(-1.0, min([*positive, *negative]))
-    bound = ranked[allowed]
-    above = [s for s in (*positive, *negative) if s > bound]
-    threshold = (bound + min(above)) / 2 if above else bound + 1e-6
-    return min(1.0, threshold)
 
 
 class ConceptCalibrator:

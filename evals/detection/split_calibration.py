@@ -4,7 +4,10 @@
 calibration part (a share ``F``) or the report part. Every concept's guard checks the
 calibration part alone (the ``single`` setting); its threshold becomes the lowest one that keeps
 the false-positive rate on those out-of-scope probes within ``--target-fpr``
-(:func:`guards.calibrate.choose_threshold`). The evaluation then runs on the report part with
+(:func:`guards.thresholds.choose_threshold`), or, with ``--fpr-budget list``, the thresholds are
+chosen together so that the share of out-of-scope probes flagged by *any* concept stays within it
+(:func:`guards.thresholds.list_thresholds`; a probe several guards checked, like an MMLU question
+in the WMDP lists, is one probe of that budget). The evaluation then runs on the report part with
 those thresholds, and precision/recall per concept are measured there. No reported number
 comes from a probe that shaped a threshold.
 
@@ -29,28 +32,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, probe_text, run_jobs
 from evals.probes import Probe
-from guards.calibrate import choose_threshold
 from guards.concepts import Calibration, ConceptList
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
 from guards.memo_encoder import MemoEncoder, vector_store
+from guards.thresholds import choose_threshold, list_thresholds
 
 Record = dict[str, Any]
 CALIBRATED_FILE = "concepts.calibrated.yaml"
+FprBudget = Literal["concept", "list"]
 
 
 @dataclass(frozen=True, slots=True)
 class SplitCalibration:
-    """The share of probes fitted on, and the false-positive budget per concept."""
+    """The share of probes fitted on, and the false-positive budget: for each concept's guard
+    alone (``"concept"``), or for the whole list guarding at once (``"list"``)."""
 
     fraction: float = 0.5
     target_fpr: float = 0.03
+    budget: FprBudget = "concept"
 
 
 def in_calibration_part(probe_id: str, fraction: float) -> bool:
@@ -110,12 +116,13 @@ def fit_on_split(
     if detector == "learned":
         topics = {c.id for c in concepts.concepts if c.match == "centroid"}
         records = [r for r in records if r["guard"] in topics]
-    thresholds = fit_thresholds(records, calibrate.target_fpr)
+    thresholds = fit_thresholds(records, calibrate.target_fpr, calibrate.budget)
     fitted = {
         "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
         "measured on the rest",
         "fraction": calibrate.fraction,
         "target_fpr": calibrate.target_fpr,
+        "fpr_budget": calibrate.budget,
         "n_calibration_probes": len(fit_part),
         "thresholds": thresholds,
         "directions": {
@@ -184,17 +191,24 @@ class _DirectionFitter:
         return record["guard"] in self.directed and record["kind"] != "forget"
 
 
-def fit_thresholds(records: Sequence[Record], target_fpr: float) -> dict[str, float]:
+def fit_thresholds(
+    records: Sequence[Record], target_fpr: float, budget: FprBudget = "concept"
+) -> dict[str, float]:
     """Per concept (single-setting records of the calibration part): its fitted threshold."""
     positive: dict[str, list[float]] = defaultdict(list)
-    negative: dict[str, list[float]] = defaultdict(list)
+    negative: dict[str, dict[str, float]] = defaultdict(dict)
     for record in records:
         if record["setting"] != "single":
             continue
-        bucket = positive if record["kind"] == "forget" else negative
-        bucket[record["guard"]].append(float(record["score"]))
+        score = float(record["score"])
+        if record["kind"] == "forget":
+            positive[record["guard"]].append(score)
+        else:
+            negative[record["guard"]][record["probe_id"]] = score
+    if budget == "list":
+        return dict(sorted(list_thresholds(positive, negative, target_fpr).items()))
     return {
-        concept: choose_threshold(positive[concept], scores, target_fpr)
+        concept: choose_threshold(positive[concept], list(scores.values()), target_fpr)
         for concept, scores in sorted(negative.items())
     }
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -209,3 +210,23 @@ def test_calibrate_split_with_the_learned_detector_fits_only_topic_concepts(
             ConceptList(concepts=[person]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
             progress=False, detector="learned", calibrate=SplitCalibration(0.5, 0.05),
         )  # fmt: skip
+
+
+def test_a_list_budget_bounds_the_probes_any_concept_flags() -> None:
+    from evals.detection.split_calibration import fit_thresholds
+
+    # Both guards score the same 100 utility probes, each its own ten on top.
+    def record(guard: str, pid: str, kind: str, score: float) -> dict[str, Any]:
+        return {"setting": "single", "guard": guard, "probe_id": pid, "kind": kind, "score": score}
+
+    records = [record(g, f"{g}-f", "forget", 0.95) for g in ("reef", "jazz")]
+    for n in range(100):
+        records.append(record("reef", f"u{n}", "utility", 0.9 - n / 200))
+        records.append(record("jazz", f"u{n}", "utility", 0.9 - (99 - n) / 200))
+
+    def union(thresholds: dict[str, float]) -> int:
+        flagged = (r for r in records if r["score"] >= thresholds[r["guard"]])
+        return len({r["probe_id"] for r in flagged if r["kind"] == "utility"})
+
+    assert union(fit_thresholds(records, 0.1)) == 20  # 10% each: the rates add up
+    assert union(fit_thresholds(records, 0.1, "list")) == 10

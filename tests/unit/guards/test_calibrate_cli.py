@@ -19,7 +19,6 @@ from guards.calibrate import (
     Item,
     LabelledText,
     calibrate,
-    choose_threshold,
     holdout_split,
     labelled_items,
     read_labelled,
@@ -48,24 +47,6 @@ def items(n_pos: int, n_neg: int) -> list[Item]:
     return [Item(f"p{i}", True) for i in range(n_pos)] + [
         Item(f"n{i}", False) for i in range(n_neg)
     ]
-
-
-def test_threshold_maximises_recall_within_the_fpr_budget() -> None:
-    pos = [0.9, 0.8, 0.7, 0.3]
-    neg = [0.75, 0.5, 0.4, 0.2]
-    strict = choose_threshold(pos, neg, 0.0)
-    assert strict == pytest.approx(0.775)
-    assert sum(s >= strict for s in neg) == 0
-    loose = choose_threshold(pos, neg, 0.25)
-    assert loose == pytest.approx(0.6)
-    assert sum(s >= loose for s in neg) == 1
-    assert sum(s >= loose for s in pos) == 3
-
-
-def test_threshold_needs_negatives_and_stays_in_range() -> None:
-    with pytest.raises(CalibrationError):
-        choose_threshold([0.9], [], 0.05)
-    assert choose_threshold([1.0], [1.0, 0.2], 0.0) == 1.0
 
 
 def test_folds_are_seeded_stratified_disjoint_and_complete() -> None:
