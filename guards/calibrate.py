@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from tqdm import tqdm
@@ -40,19 +41,26 @@ from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 from guards.jsonl import read_objects
-from guards.memo_encoder import MemoEncoder, vector_store
-from guards.thresholds import choose_threshold
+from guards.memo_encoder import memoized
+from guards.thresholds import choose_threshold, shared_rate
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
 
 class CalibrationSettings(BaseModel):
-    """How thresholds are fitted: the false-positive budget and the split."""
+    """How thresholds are fitted: the false-positive budget and the split.
+
+    ``budget="concept"``: each concept may flag ``target_fpr`` of its own out-of-scope items.
+    ``"list"``: every calibrated concept gets the same rate, the largest at which the share of
+    out-of-scope texts flagged by *any* of them stays within ``target_fpr`` on the fit splits
+    (:func:`guards.thresholds.shared_rate`); that is what a list guarding all at once refuses.
+    """
 
     target_fpr: float = Field(default=0.05, ge=0.0, le=1.0)
     holdout: float = Field(default=0.3, gt=0.0, lt=1.0)
     folds: int = Field(default=5, ge=2)
     seed: int = 0
+    budget: Literal["concept", "list"] = "concept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +78,24 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class Scores:
+    """Out-of-fold scores of one concept's items: in-scope ones, and out-of-scope ones by text."""
+
+    positive: list[float]
+    negative: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class ConceptResult:
-    """The outcome for one concept: a calibration to store, or why there is none."""
+    """The outcome for one concept: a calibration to store, or why there is none.
+
+    ``target_fpr`` is the budget its threshold was fitted at (below the settings' own with a list
+    budget); ``false_positive_rate`` is measured on held-out items.
+    """
 
     concept_id: str
     calibration: Calibration | None
+    target_fpr: float = 0.0
     false_positive_rate: float = 0.0
     skipped: str | None = None
     direction: Direction | None = None
@@ -141,7 +162,8 @@ def holdout_split(items: Sequence[Item], fraction: float, seed: int) -> list[Ite
 
 
 class ConceptCalibrator:
-    """Scores and fits one concept. Every score comes from a guard that does not index the item."""
+    """Scores and fits one concept on its labelled ``items``. Every score comes from a guard that
+    does not index the item."""
 
     def __init__(
         self,
@@ -149,12 +171,15 @@ class ConceptCalibrator:
         concept: Concept,
         encoder: Encoder,
         settings: CalibrationSettings,
+        items: Sequence[Item],
     ) -> None:
         self._concepts = concepts
         self._concept = concept
         self._encoder = encoder
         self._settings = settings
-        self._items: Sequence[Item] = ()
+        self.items = items
+        self._target_fpr = settings.target_fpr
+        self._scored: dict[tuple[frozenset[str], frozenset[str]], Scores] = {}
 
     def score(self, items: Sequence[Item], excluded: Iterable[Item]) -> list[float]:
         """Detector scores for ``items`` from a guard built without ``items`` and ``excluded``."""
@@ -174,34 +199,68 @@ class ConceptCalibrator:
                 "direction": None,
             }
         )
-        background = [i.text for i in self._items if not i.positive and i.text not in drop]
+        background = [i.text for i in self.items if not i.positive and i.text not in drop]
         if concept.match != "centroid" or len(background) < MIN_BACKGROUND:
             return concept
         direction = fit_direction(self._encoder, concept, background)
         return concept.model_copy(update={"direction": direction})
 
+    def out_of_fold(self, items: Sequence[Item], held_out: Sequence[Item]) -> Scores:
+        """Scores of ``items``, each from a guard built without its fold and without
+        ``held_out``: in-scope ones, and out-of-scope ones by text. Computed once per split."""
+        key = (frozenset(i.text for i in items), frozenset(i.text for i in held_out))
+        if key not in self._scored:
+            k = min(self._settings.folds, len(items))
+            pos: list[float] = []
+            neg: dict[str, float] = {}
+            for fold in stratified_folds(items, k, self._settings.seed):
+                if not fold:
+                    continue
+                for item, score in zip(fold, self.score(fold, held_out), strict=True):
+                    if item.positive:
+                        pos.append(score)
+                    else:
+                        neg[item.text] = score
+            self._scored[key] = Scores(pos, neg)
+        return self._scored[key]
+
     def fit(self, items: Sequence[Item], held_out: Sequence[Item]) -> float:
         """A threshold from out-of-fold scores of ``items``; ``held_out`` never enters a guard."""
-        k = min(self._settings.folds, len(items))
-        pos: list[float] = []
-        neg: list[float] = []
-        for fold in stratified_folds(items, k, self._settings.seed):
-            if not fold:
-                continue
-            for item, score in zip(fold, self.score(fold, held_out), strict=True):
-                (pos if item.positive else neg).append(score)
-        return choose_threshold(pos, neg, self._settings.target_fpr)
+        scores = self.out_of_fold(items, held_out)
+        return choose_threshold(scores.positive, list(scores.negative.values()), self._target_fpr)
 
-    def run(self, items: Sequence[Item]) -> ConceptResult:
-        self._items = items
+    def skipped(self) -> str | None:
+        """Why this concept cannot be calibrated, or ``None``."""
+        n_pos = sum(i.positive for i in self.items)
+        n_neg = len(self.items) - n_pos
+        if min(n_pos, n_neg) < 2:
+            return f"needs at least 2 in-scope and 2 out-of-scope items (has {n_pos}/{n_neg})"
+        return None
+
+    def _holdout(self) -> list[Item] | None:
+        """The held-out items, or ``None`` when the concept is too small and is cross-validated."""
+        n_pos = sum(i.positive for i in self.items)
+        if min(n_pos, len(self.items) - n_pos) < MIN_PER_CLASS_FOR_HOLDOUT:
+            return None
+        return holdout_split(self.items, self._settings.holdout, self._settings.seed)
+
+    def threshold_scores(self) -> Scores:
+        """The out-of-fold scores the stored threshold is read from: the fit split's (holdout),
+        or all items' (cross-validation)."""
+        held = self._holdout() or []
+        held_texts = {h.text for h in held}
+        return self.out_of_fold([i for i in self.items if i.text not in held_texts], held)
+
+    def run(self, target_fpr: float | None = None) -> ConceptResult:
+        """Fit at ``target_fpr`` (default: the settings') and measure on held-out items."""
+        self._target_fpr = self._settings.target_fpr if target_fpr is None else target_fpr
+        if (reason := self.skipped()) is not None:
+            return ConceptResult(self._concept.id, None, self._target_fpr, skipped=reason)
+        items, settings = self.items, self._settings
         n_pos = sum(i.positive for i in items)
         n_neg = len(items) - n_pos
-        if min(n_pos, n_neg) < 2:
-            reason = f"needs at least 2 in-scope and 2 out-of-scope items (has {n_pos}/{n_neg})"
-            return ConceptResult(self._concept.id, None, skipped=reason)
-        settings = self._settings
-        if min(n_pos, n_neg) >= MIN_PER_CLASS_FOR_HOLDOUT:
-            held = holdout_split(items, settings.holdout, settings.seed)
+        held = self._holdout()
+        if held is not None:
             held_texts = {h.text for h in held}
             fit_items = [i for i in items if i.text not in held_texts]
             threshold = self.fit(fit_items, held)
@@ -211,10 +270,10 @@ class ConceptCalibrator:
         else:
             k = min(settings.folds, n_pos, n_neg)
             predictions = []
-            for held in stratified_folds(items, k, settings.seed):
-                held_texts = {h.text for h in held}
-                fit_items = [i for i in items if i.text not in held_texts]
-                predictions += self._predict(held, self.fit(fit_items, held))
+            for fold in stratified_folds(items, k, settings.seed):
+                fold_texts = {h.text for h in fold}
+                fit_items = [i for i in items if i.text not in fold_texts]
+                predictions += self._predict(fold, self.fit(fit_items, fold))
             threshold = self.fit(items, ())
             direction = self._without(set()).direction
             split = f"{k}-fold cross-validation (seed {settings.seed})"
@@ -250,7 +309,9 @@ class ConceptCalibrator:
             fitted_at=datetime.now(UTC).replace(microsecond=0),
         )
         fpr = fp / negatives if negatives else 0.0
-        return ConceptResult(self._concept.id, calibration, fpr, direction=direction)
+        return ConceptResult(
+            self._concept.id, calibration, self._target_fpr, fpr, direction=direction
+        )
 
 
 def calibrate(
@@ -267,20 +328,48 @@ def calibrate(
     """Fit and measure a threshold for each concept (or those in ``only``); with ``cache_dir``,
     encoded texts persist in its vector store (:func:`guards.memo_encoder.vector_store`)."""
     settings = settings or CalibrationSettings()
-    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
+    memo = memoized(encoder, cache_dir)
     unknown = sorted(set(only) - {c.id for c in concepts.concepts})
     if unknown:
         raise CalibrationError(f"unknown concept id(s): {', '.join(unknown)}")
     chosen = [c for c in concepts.concepts if not only or c.id in only]
-    results = []
-    for concept in tqdm(chosen, desc="calibrating", unit="concept", disable=not progress):
+    calibrators = []
+    for concept in chosen:
         items = labelled_items(concepts, concept, positives, negatives)
         # Every text the detector will encode (items and their sentences) up front, in batches,
         # instead of one call per check.
         memo.prefetch(s.text for item in items for s in segments_of([item.text]))
-        results.append(ConceptCalibrator(concepts, concept, memo, settings).run(items))
+        calibrators.append(ConceptCalibrator(concepts, concept, memo, settings, items))
+    rate = None
+    if settings.budget == "list":
+        rate = list_rate(calibrators, settings.target_fpr, progress)
+    results = [
+        c.run(rate)
+        for c in tqdm(calibrators, desc="calibrating", unit="concept", disable=not progress)
+    ]
     memo.save()
     return results
+
+
+def list_rate(
+    calibrators: Sequence[ConceptCalibrator], target_fpr: float, progress: bool = False
+) -> float:
+    """The per-concept rate that keeps the texts flagged by any concept within ``target_fpr``
+    of all out-of-scope texts of the fit splits. A text in scope of some concept is no false
+    positive of the list, so it is left out."""
+    scored = [
+        c.threshold_scores()
+        for c in tqdm(calibrators, desc="scoring for the list budget", disable=not progress)
+        if c.skipped() is None
+    ]
+    in_scope = {i.text for c in calibrators for i in c.items if i.positive}
+    negative = {
+        str(n): {t: s for t, s in scores.negative.items() if t not in in_scope}
+        for n, scores in enumerate(scored)
+    }
+    if not any(negative.values()):
+        raise CalibrationError("a list budget needs out-of-scope items that no concept covers")
+    return shared_rate(negative, target_fpr)
 
 
 def apply_results(concepts: ConceptList, results: Sequence[ConceptResult]) -> ConceptList:

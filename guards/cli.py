@@ -13,7 +13,7 @@ from guards.concepts import ConceptList
 from guards.direction import MIN_BACKGROUND
 
 if TYPE_CHECKING:
-    from guards.calibrate import ConceptResult
+    from guards.calibrate import CalibrationSettings, ConceptResult
 
 DESCRIPTION = f"""\
 Fit each concept's detection threshold from labelled prompts and store it, with its measured
@@ -26,6 +26,10 @@ items (a 30% split, or k-fold cross-validation for concepts with fewer than 10 i
 Held-out items are also removed from the index while they are scored, so an example never
 matches itself.
 
+With --fpr-budget list, --target-fpr is the share of out-of-scope prompts that the list, guarding
+all its calibrated concepts at once, may flag (each concept's rate is set lower until the union
+fits); by default each concept spends it alone, so guarded together the rates add up.
+
 Concepts with 'match: centroid' and at least {MIN_BACKGROUND} out-of-scope items also get a 'direction:' (their
 centroid whitened against those items, which counts what they share with ordinary questions
 less); give a few hundred prompts of your ordinary traffic as --negatives for it."""
@@ -36,6 +40,7 @@ examples:
   nescio calibrate concepts.yaml --positives pos.jsonl --negatives neg.jsonl --target-fpr 0.02
   nescio calibrate concepts.yaml --concept harry-potter --output calibrated.yaml
   nescio calibrate topics.yaml --negatives traffic.jsonl   # + a direction per centroid concept
+  nescio calibrate topics.yaml --negatives traffic.jsonl --fpr-budget list --target-fpr 0.03
 
 files:
   --positives: JSONL lines {"concept_id": "harry-potter", "text": "Who is Hagrid?"}
@@ -61,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=0.05,
         help="largest false-positive rate allowed on the fit split (default 0.05)",
+    )
+    parser.add_argument(
+        "--fpr-budget",
+        choices=("concept", "list"),
+        default="concept",
+        help="'concept' (default): --target-fpr for each concept alone; 'list': for all the "
+        "calibrated concepts guarding at once",
     )
     parser.add_argument(
         "--holdout", type=float, default=0.3, help="held-out fraction (default 0.3)"
@@ -110,7 +122,11 @@ def run_calibrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     )
     try:
         settings = CalibrationSettings(
-            target_fpr=args.target_fpr, holdout=args.holdout, folds=args.folds, seed=args.seed
+            target_fpr=args.target_fpr,
+            holdout=args.holdout,
+            folds=args.folds,
+            seed=args.seed,
+            budget=args.fpr_budget,
         )
     except ValueError as exc:
         raise CalibrationError(f"invalid option: {exc}") from exc
@@ -124,7 +140,7 @@ def run_calibrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         progress=True,
         cache_dir=args.cache_dir,
     )
-    print_results(results, settings.target_fpr, out)
+    print_results(results, settings, out)
     if not any(r.calibration for r in results):
         raise CalibrationError("no concept could be calibrated")
     if args.dry_run:
@@ -136,7 +152,9 @@ def run_calibrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def print_results(results: Sequence[ConceptResult], target_fpr: float, out: TextIO) -> None:
+def print_results(
+    results: Sequence[ConceptResult], settings: CalibrationSettings, out: TextIO
+) -> None:
     header = f"{'concept':<24} {'threshold':>9} {'precision':>9} {'recall':>7} {'FPR':>6}  "
     print(header + "n_pos/n_neg  split", file=out)
     for result in results:
@@ -151,8 +169,11 @@ def print_results(results: Sequence[ConceptResult], target_fpr: float, out: Text
             + (f"; direction on {result.direction.n_background}" if result.direction else ""),
             file=out,
         )
+    budget = f"target FPR {settings.target_fpr:g}"
+    if settings.budget == "list" and results:
+        budget += f" for the list: each concept at {results[0].target_fpr:.4g}"
     print(
-        f"Thresholds were chosen on fit-split scores (target FPR {target_fpr:g}); precision, "
+        f"Thresholds were chosen on fit-split scores ({budget}); precision, "
         "recall and FPR were measured only on held-out items, each scored by a guard that did "
         "not index it. Cross-validated rows report the pooled held-out folds; their stored "
         "threshold is refitted on all items.",

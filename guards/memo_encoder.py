@@ -29,6 +29,14 @@ def vector_store(cache_dir: Path, encoder: Encoder) -> Path:
     return cache_dir / f"vectors-{encoder.name.replace('/', '_')}.npz"
 
 
+def memoized(encoder: Encoder, cache_dir: Path | None) -> MemoEncoder:
+    """``encoder`` itself when it already is a :class:`MemoEncoder` (so one vector store is
+    loaded once and shared by every step of a run), else a new one over ``cache_dir``'s store."""
+    if isinstance(encoder, MemoEncoder):
+        return encoder
+    return MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
+
+
 class MemoEncoder:
     """Same ``name`` and ``dim`` as the wrapped encoder, so index caches stay interchangeable.
 

@@ -50,40 +50,49 @@ def choose_threshold(
     return min(1.0, threshold)
 
 
-def list_thresholds(
-    positive: Mapping[str, Sequence[float]],
-    negative: Mapping[str, Mapping[Key, float]],
-    target_fpr: float,
-) -> dict[str, float]:
-    """Per concept, its :func:`choose_threshold` at the largest shared rate ``q`` such that at
-    most ``target_fpr`` of all out-of-scope texts (the union of ``negative``'s keys) score at or
-    above some concept's threshold.
+def shared_rate(negative: Mapping[str, Mapping[Key, float]], target_fpr: float) -> float:
+    """The largest per-concept rate ``q`` such that, with every concept at its
+    :func:`choose_threshold` for ``q``, at most ``target_fpr`` of all out-of-scope texts (the
+    union of ``negative``'s keys) are flagged by some concept.
 
-    ``positive[c]`` are concept ``c``'s scores of its in-scope texts; ``negative[c]`` maps each
-    out-of-scope text ``c`` was scored on (any hashable key, e.g. a probe id) to its score. A text
-    several concepts scored is one text of the budget.
+    ``negative[c]`` maps each out-of-scope text concept ``c`` was scored on (any hashable key,
+    e.g. a probe id) to its score; a text several concepts scored is one text of the budget.
     """
     if not any(negative.values()):
         raise CalibrationError("cannot fit thresholds without out-of-scope examples")
     keys = {key for scores in negative.values() for key in scores}
     allowed = math.floor(target_fpr * len(keys) + 1e-9)
+    ranked = {c: s for c, s in negative.items() if s}
+
+    def flagged(rate: float) -> int:
+        union: set[Key] = set()
+        for scores in ranked.values():
+            # in-scope scores move a threshold within a gap, never past an out-of-scope score
+            threshold = choose_threshold((), list(scores.values()), rate)
+            union.update(k for k, v in scores.items() if v >= threshold)
+        return len(union)
+
     # Every rate at which some concept's threshold moves, lowest first; the union only grows.
-    rates = sorted({m / len(s) for s in negative.values() for m in range(len(s) + 1)})
-
-    def fitted(rate: float) -> dict[str, float]:
-        return {
-            cid: choose_threshold(positive.get(cid, ()), list(scores.values()), rate)
-            for cid, scores in negative.items()
-        }
-
-    def union(thresholds: Mapping[str, float]) -> int:
-        return len({k for c, s in negative.items() for k, v in s.items() if v >= thresholds[c]})
-
-    low, high = 0, len(rates) - 1  # rates[0] == 0.0 always fits: it flags no negatives
+    rates = sorted({m / len(s) for s in ranked.values() for m in range(len(s) + 1)})
+    low, high = 0, len(rates) - 1  # rates[0] == 0.0 always fits: it flags nothing
     while low < high:
         mid = (low + high + 1) // 2
-        if union(fitted(rates[mid])) <= allowed:
+        if flagged(rates[mid]) <= allowed:
             low = mid
         else:
             high = mid - 1
-    return fitted(rates[low])
+    return rates[low]
+
+
+def list_thresholds(
+    positive: Mapping[str, Sequence[float]],
+    negative: Mapping[str, Mapping[Key, float]],
+    target_fpr: float,
+) -> dict[str, float]:
+    """Per concept, its :func:`choose_threshold` at the :func:`shared_rate` of ``negative``;
+    ``positive[c]`` are concept ``c``'s scores of its in-scope texts."""
+    rate = shared_rate(negative, target_fpr)
+    return {
+        cid: choose_threshold(positive.get(cid, ()), list(scores.values()), rate)
+        for cid, scores in negative.items()
+    }

@@ -25,6 +25,7 @@ from evals.probes import Probe
 from guards.concepts import ConceptList
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
+from guards.memo_encoder import memoized
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 ITEMS_FILE = "detect_items.jsonl"
@@ -54,6 +55,7 @@ def evaluate_detection(
     the calibrated concept list is written to ``out_dir`` too.
     """
     started = time.perf_counter()
+    encoder = memoized(encoder, cache_dir)  # one vector store, loaded once for every step
     calibration: dict[str, Any] | None = None
     if calibrate is not None:
         if detector != "embedding" and not any(c.match == "centroid" for c in concepts.concepts):

@@ -49,7 +49,7 @@ from guards.corpus import evidence_texts
 from guards.encoder import Encoder, load_encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
-from guards.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
+from guards.memo_encoder import DEFAULT_CACHE, memoized
 from guards.mixed import Partial, part_spans
 
 COMPANIONS = ("utility", "neighbor")
@@ -216,7 +216,7 @@ def evaluate(
         others[probe.target_ids[0]].append(probe)
     others[""] = load_probes("rwku:utility_factuality_triviaqa", data_dir=data_dir)
     prompts = sample(forget, others, per_cell, random.Random(seed))
-    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
+    memo = memoized(encoder, cache_dir)
     memo.prefetch(texts_to_encode(prompts), progress=True, desc="encoding prompts")
     with tempfile.TemporaryDirectory() as folder:
         concepts = write_concepts(build(data_dir, targets, CORPUS_DIR), Path(folder) / "c.yaml")

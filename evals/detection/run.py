@@ -17,7 +17,7 @@ from guards.concepts import ConceptList
 from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
-from guards.memo_encoder import MemoEncoder, vector_store
+from guards.memo_encoder import memoized
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
@@ -55,7 +55,8 @@ def run_jobs(
     ``detector`` picks the first-generation alias + similarity detector (default, what
     :meth:`Guard.build` serves) or the learned one (:mod:`guards.learned_detector`) with ``scorer``.
     """
-    memo = MemoEncoder(encoder, None if cache_dir is None else vector_store(cache_dir, encoder))
+    memo = memoized(encoder, cache_dir)
+    encoded_before = memo.encoded
     started = time.perf_counter()
     unique = {p.id: p for job in jobs for p in job.probes}
     memo.prefetch(
@@ -83,7 +84,7 @@ def run_jobs(
             check_s += t2 - t1
             bar.update(len(job.probes))
     memo.save()
-    timing = Timing(encode_s, build_s, check_s, total, memo.encoded)
+    timing = Timing(encode_s, build_s, check_s, total, memo.encoded - encoded_before)
     return records, timing
 
 

@@ -41,7 +41,7 @@ from guards.concepts import Calibration, ConceptList
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
-from guards.memo_encoder import MemoEncoder, vector_store
+from guards.memo_encoder import memoized
 from guards.thresholds import choose_threshold, list_thresholds
 
 Record = dict[str, Any]
@@ -154,9 +154,7 @@ class _DirectionFitter:
         text_field: TextField,
     ) -> None:
         self._concepts = concepts
-        self._encoder = MemoEncoder(
-            encoder, None if cache_dir is None else vector_store(cache_dir, encoder)
-        )
+        self._encoder = memoized(encoder, cache_dir)
         self._background: dict[str, list[Probe]] = {}
         self._text_field = text_field
         for job in plan(concepts, fit_part, [Setting.SINGLE]):

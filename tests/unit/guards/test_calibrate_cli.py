@@ -83,7 +83,7 @@ def test_held_out_example_does_not_match_itself(concepts: ConceptList, encoder: 
     concept = concepts.get("harry-potter")
     item = Item(NO_ALIAS_EXAMPLE, True)
     assert Guard.build(concepts, encoder=encoder).check([NO_ALIAS_EXAMPLE]).score > 0.999
-    calibrator = ConceptCalibrator(concepts, concept, encoder, CalibrationSettings())
+    calibrator = ConceptCalibrator(concepts, concept, encoder, CalibrationSettings(), [item])
     (score,) = calibrator.score([item], ())
     assert score < 0.95
 
@@ -271,3 +271,66 @@ def test_cache_dir_keeps_encoded_texts_for_the_next_run(
     assert again[0].calibration is not None and first[0].calibration is not None
     assert again[0].calibration.threshold == first[0].calibration.threshold
     assert list(tmp_path.glob("vectors-*.npz"))
+
+
+TRAFFIC = [
+    "What is the boiling point of water at sea level?",
+    "How do I sort a list in Python?",
+    "Who painted the Mona Lisa?",
+    "What is the capital of Australia?",
+    "How many legs does a spider have?",
+    "Recommend a good fantasy novel for a teenager.",
+    "What causes the seasons on Earth?",
+    "How do vaccines train the immune system?",
+    "Which chemical element has the symbol Fe?",
+    "What is a good name for a wizard character in my story?",
+    "How do I bake sourdough bread?",
+    "Explain how a bill becomes law.",
+]
+
+
+def test_a_list_budget_fits_every_concept_at_one_shared_rate(
+    concepts: ConceptList, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rates: list[float] = []
+    real_rate = calibration.list_rate
+
+    def spy_rate(*args: Any, **kwargs: Any) -> float:
+        rates.append(real_rate(*args, **kwargs))
+        return rates[-1]
+
+    monkeypatch.setattr(calibration, "list_rate", spy_rate)
+    traffic = [LabelledText(t, None) for t in TRAFFIC]
+    only = ["harry-potter", "nerve-agents"]
+    alone = calibrate(
+        concepts, encoder, settings=CalibrationSettings(target_fpr=0.2, folds=3),
+        negatives=traffic, only=only,
+    )  # fmt: skip
+    joint = calibrate(
+        concepts, encoder, settings=CalibrationSettings(target_fpr=0.2, folds=3, budget="list"),
+        negatives=traffic, only=only,
+    )  # fmt: skip
+    assert [r.target_fpr for r in alone] == [0.2, 0.2]
+    (rate,) = rates
+    assert [r.target_fpr for r in joint] == [rate, rate] and rate <= 0.2
+    assert all(r.calibration is not None for r in joint)
+
+
+def test_list_rate_counts_each_ordinary_text_once_and_skips_in_scope_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guards.calibrate import Scores, list_rate
+
+    settings = CalibrationSettings()
+    a = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(2, 0))  # type: ignore[arg-type]
+    b = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(0, 2))  # type: ignore[arg-type]
+    # "a" scores ten ordinary texts and "b"'s in-scope text "p0" high; "b" the same ten texts.
+    ordinary = {f"t{i}": 0.9 - i / 100 for i in range(10)}
+    scores = {
+        id(a): Scores([0.95, 0.9], {**ordinary, "p0": 0.99}),
+        id(b): Scores([0.95], dict(ordinary)),
+    }
+    monkeypatch.setattr(ConceptCalibrator, "threshold_scores", lambda self: scores[id(self)])
+    monkeypatch.setattr(ConceptCalibrator, "skipped", lambda self: None)
+    # 20% of the ten ordinary texts: both concepts flag the same two, "p0" costs nothing
+    assert list_rate([a, b], 0.2) == pytest.approx(2 / 10)

@@ -80,3 +80,15 @@ def test_the_shared_rate_is_the_largest_that_fits() -> None:
 def test_list_thresholds_need_negatives() -> None:
     with pytest.raises(CalibrationError):
         list_thresholds({"a": [0.9]}, {"a": {}}, 0.05)
+
+
+def test_texts_no_threshold_can_clear_count_against_the_list_budget() -> None:
+    # Scores of 1.0 (an alias named in the text) are flagged at any threshold: "a" has three of
+    # its forty texts there, so a 5% list budget (4 of 80 texts) leaves one for "b".
+    negative = {
+        "a": {f"a{i}": 1.0 if i < 3 else 0.5 - i / 100 for i in range(40)},
+        "b": {f"b{i}": 0.9 - i / 100 for i in range(40)},
+    }
+    joint = list_thresholds({"a": [], "b": []}, negative, 0.05)
+    assert len(union_flagged(negative, joint)) <= 4
+    assert {"a0", "a1", "a2"} <= union_flagged(negative, joint)
