@@ -334,3 +334,12 @@ def test_list_rate_counts_each_ordinary_text_once_and_skips_in_scope_ones(
     monkeypatch.setattr(ConceptCalibrator, "skipped", lambda self: None)
     # 20% of the ten ordinary texts: both concepts flag the same two, "p0" costs nothing
     assert list_rate([a, b], 0.2) == pytest.approx(2 / 10)
+
+
+def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> None:
+    status, out = run_cli(
+        str(fixture_copy), "--dry-run", "--fpr-budget", "list", "--target-fpr", "0.2",
+        "--concept", "harry-potter", "--concept", "nerve-agents", "--folds", "3",
+    )  # fmt: skip
+    assert status == 0
+    assert "target FPR 0.2 for the list: each concept at" in out
