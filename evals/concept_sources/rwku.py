@@ -25,6 +25,7 @@ _SUFFIX = re.compile(r",?\s+(Jr|Sr)\.?$")
 _WORD = r"[^\W\d_][\w'.-]*"
 _LEAD = re.compile(rf"^\s*((?:{_WORD}\s+){{1,6}}?{_WORD})\s*\(")
 _BORN = re.compile(r"\bborn\s+([^;,)]{3,80})[;,)]")
+_ROMAN = re.compile(r"^[IVX]+\.?$")
 _NICKNAME = re.compile(r"\s*[\"“][^\"”]+[\"”]")
 LEAD_CHARS = 300
 HONORIFICS = frozenset({"Sir", "Dame", "Dr.", "Lord", "Lady"})
@@ -68,13 +69,13 @@ def lead_names(passage: str) -> list[str]:
 
 
 def _is_name_word(word: str) -> bool:
-    """Capitalised, not shouted ("KAHN-yay" is a pronunciation guide), or a particle."""
+    """Capitalised, no shouted syllable ("KAHN-yay" is a pronunciation guide; "O'Shea" and
+    "III" are names), or a particle."""
     if word in PARTICLES:
         return True
-    letters = word.replace("-", "").replace("'", "")
-    return word[0].isupper() and not (
-        len(letters) > 3 and letters[:2].isupper() and letters.isalpha()
-    )
+    syllables = re.split(r"[-'’]", word)
+    shouted = any(len(s) >= 3 and s.isupper() and not _ROMAN.match(s) for s in syllables)
+    return word[0].isupper() and not shouted
 
 
 def build(data_dir: Path, targets: Iterable[str] | None, corpus_dir: Path) -> BuiltConcepts:

@@ -120,6 +120,8 @@ def test_rwku_aliases_come_from_the_name_alone() -> None:
         ),
         ("Sir Anthony Charles Lynton Blair (born 6 May 1953) is", ["Anthony Charles Lynton Blair"]),
         ('Carlos Ray "Chuck" Norris (born March 10, 1940) is', ["Carlos Ray Norris"]),
+        ("O'Shea Jackson Sr. (born June 15, 1969), better known as", ["O'Shea Jackson Sr."]),
+        ("Curtis James Jackson III (born July 6, 1975) is", ["Curtis James Jackson III"]),
         ("Confucius (c. 551 - 479 BCE) was a philosopher.", []),
         ("The band (formed in 1999) was born in Ohio; it split.", []),
     ],
