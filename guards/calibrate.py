@@ -179,6 +179,7 @@ class ConceptCalibrator:
         self._settings = settings
         self.items = items
         self._target_fpr = settings.target_fpr
+        self._not_negative: frozenset[str] = frozenset()
         self._scored: dict[tuple[frozenset[str], frozenset[str]], Scores] = {}
 
     def score(self, items: Sequence[Item], excluded: Iterable[Item]) -> list[float]:
@@ -227,7 +228,8 @@ class ConceptCalibrator:
     def fit(self, items: Sequence[Item], held_out: Sequence[Item]) -> float:
         """A threshold from out-of-fold scores of ``items``; ``held_out`` never enters a guard."""
         scores = self.out_of_fold(items, held_out)
-        return choose_threshold(scores.positive, list(scores.negative.values()), self._target_fpr)
+        negative = [v for t, v in scores.negative.items() if t not in self._not_negative]
+        return choose_threshold(scores.positive, negative, self._target_fpr)
 
     def skipped(self) -> str | None:
         """Why this concept cannot be calibrated, or ``None``."""
@@ -251,9 +253,14 @@ class ConceptCalibrator:
         held_texts = {h.text for h in held}
         return self.out_of_fold([i for i in self.items if i.text not in held_texts], held)
 
-    def run(self, target_fpr: float | None = None) -> ConceptResult:
-        """Fit at ``target_fpr`` (default: the settings') and measure on held-out items."""
+    def run(
+        self, target_fpr: float | None = None, not_negative: Iterable[str] = ()
+    ) -> ConceptResult:
+        """Fit at ``target_fpr`` (default: the settings') and measure on held-out items; the
+        ``not_negative`` texts do not count against the budget (a list budget's texts in scope
+        of another concept: the list refuses them anyway)."""
         self._target_fpr = self._settings.target_fpr if target_fpr is None else target_fpr
+        self._not_negative = frozenset(not_negative)
         if (reason := self.skipped()) is not None:
             return ConceptResult(self._concept.id, None, self._target_fpr, skipped=reason)
         items, settings = self.items, self._settings
@@ -340,15 +347,21 @@ def calibrate(
         # instead of one call per check.
         memo.prefetch(s.text for item in items for s in segments_of([item.text]))
         calibrators.append(ConceptCalibrator(concepts, concept, memo, settings, items))
-    rate = None
+    rate, in_scope = None, set[str]()
     if settings.budget == "list":
         rate = list_rate(calibrators, settings.target_fpr, progress)
+        in_scope = in_scope_texts(calibrators)
     results = [
-        c.run(rate)
+        c.run(rate, in_scope)
         for c in tqdm(calibrators, desc="calibrating", unit="concept", disable=not progress)
     ]
     memo.save()
     return results
+
+
+def in_scope_texts(calibrators: Sequence[ConceptCalibrator]) -> set[str]:
+    """Every text some calibrated concept has in scope."""
+    return {i.text for c in calibrators for i in c.items if i.positive}
 
 
 def list_rate(
@@ -362,7 +375,7 @@ def list_rate(
         for c in tqdm(calibrators, desc="scoring for the list budget", disable=not progress)
         if c.skipped() is None
     ]
-    in_scope = {i.text for c in calibrators for i in c.items if i.positive}
+    in_scope = in_scope_texts(calibrators)
     negative = {
         str(n): {t: s for t, s in scores.negative.items() if t not in in_scope}
         for n, scores in enumerate(scored)

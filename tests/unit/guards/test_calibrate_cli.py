@@ -30,6 +30,7 @@ from guards.decision import Decision
 from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
+from guards.thresholds import choose_threshold
 
 NO_ALIAS_EXAMPLE = "What spell disarms an opponent at the wizarding school?"
 
@@ -343,3 +344,29 @@ def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> N
     )  # fmt: skip
     assert status == 0
     assert "target FPR 0.2 for the list: each concept at" in out
+
+
+def test_a_list_budget_does_not_count_texts_another_concept_covers(
+    concepts: ConceptList, encoder: Encoder
+) -> None:
+    # harry-potter's out-of-scope items include nerve-agents' examples, here two that read like
+    # wizarding questions; the list refuses those anyway, so its threshold is read off the rest.
+    wizardly = ["Which Hogwarts potion works like a nerve agent?", "Did Snape brew sarin?"]
+    agents = concepts.get("nerve-agents")
+    agents = agents.model_copy(update={"examples": [*agents.examples, *wizardly]})
+    listed = concepts.model_copy(
+        update={"concepts": [agents if c.id == agents.id else c for c in concepts.concepts]}
+    )
+    traffic = [LabelledText(t, None) for t in TRAFFIC]
+    settings = CalibrationSettings(target_fpr=0.1, folds=3, budget="list")
+    only = ["harry-potter", "nerve-agents"]
+    (potter, _) = calibrate(listed, encoder, settings=settings, negatives=traffic, only=only)
+    concept = listed.get("harry-potter")
+    items = labelled_items(listed, concept, (), traffic)
+    scores = ConceptCalibrator(listed, concept, encoder, settings, items).threshold_scores()
+    kept = [v for t, v in scores.negative.items() if t not in set(agents.examples)]
+    assert len(kept) < len(scores.negative)
+    expected = choose_threshold(scores.positive, kept, potter.target_fpr)
+    counted = choose_threshold(scores.positive, list(scores.negative.values()), potter.target_fpr)
+    assert potter.calibration is not None and expected < counted
+    assert potter.calibration.threshold == round(expected, 4)
