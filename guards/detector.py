@@ -35,11 +35,9 @@ from guards.direction import centroid_texts
 from guards.encoder import Encoder
 from guards.errors import ConceptFileError
 from guards.index import VectorIndex
-from guards.names import NameMatcher
-from guards.normalize import AliasMatcher, NormalizedText
+from guards.naming import ConceptNamer
 
 TOP_K = 64
-FULL_NAME = "full name"
 CENTROID = "centroid"
 MAX_REFERRING_WORDS = 12
 REFERRING_WORDS = frozenset({
@@ -103,7 +101,13 @@ def segments_of(turns: Sequence[str]) -> list[Segment]:
 class EmbeddingAliasDetector:
     """The default detector: alias matching plus FAISS similarity with per-concept thresholds."""
 
-    def __init__(self, concepts: ConceptList, encoder: Encoder, index: VectorIndex) -> None:
+    def __init__(
+        self,
+        concepts: ConceptList,
+        encoder: Encoder,
+        index: VectorIndex,
+        namer: ConceptNamer | None = None,
+    ) -> None:
         self._concepts = concepts
         self._encoder = encoder
         self._index = index
@@ -111,8 +115,7 @@ class EmbeddingAliasDetector:
         self._column = {cid: i for i, cid in enumerate(self._ids)}
         self._thresholds = np.array([concepts.threshold_of(c) for c in concepts.concepts])
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
-        self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
-        self._names = NameMatcher([c.surface_forms for c in concepts.concepts])
+        self._namer = namer or ConceptNamer(concepts)
         central = [c.match == "centroid" for c in concepts.concepts]
         self._central = np.flatnonzero(central)
         self._centroids = centroids(
@@ -154,18 +157,11 @@ class EmbeddingAliasDetector:
 
     def _alias_evidence(self, turns: Sequence[str]) -> list[Evidence]:
         """One piece of evidence per concept named by an alias or by its full name."""
-        hits: list[Evidence] = []
-        views = [NormalizedText.of(t) for t in turns]
-        mentions = [self._names.mentions([t]) for t in turns]
-        for concept, concept_id in enumerate(self._ids):
-            for turn, view in enumerate(views):
-                if self._aliases.names(concept, view):
-                    hits.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
-                    break
-                if mentions[turn][concept].full:
-                    hits.append(Evidence("alias", concept_id, 1.0, turn, FULL_NAME))
-                    break
-        return hits
+        return [
+            Evidence("alias", concept_id, 1.0, naming.turn, naming.source)
+            for concept_id, naming in zip(self._ids, self._namer.first_namings(turns), strict=True)
+            if naming is not None
+        ]
 
     def _embedding_scores(self, segments: list[Segment]) -> tuple[np.ndarray, dict[str, Evidence]]:
         """Per concept: max over segments of the negative-discounted similarity."""

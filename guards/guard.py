@@ -25,8 +25,7 @@ from guards.index import Entry, FaissIndex
 from guards.interventions import Outcome, Rewrite, intervention_for, message_text, withhold_parts
 from guards.learned_detector import LearnedDetector
 from guards.mixed import Partial, isolate
-from guards.names import NameMatcher
-from guards.normalize import AliasMatcher, NormalizedText
+from guards.naming import ConceptNamer
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
@@ -38,10 +37,16 @@ GUARDED_ROLES = frozenset({"user", "system", "developer"})
 class Guard:
     """Check conversations against a concept list and apply the matching policy."""
 
-    def __init__(self, concepts: ConceptList, detector: Detector, encoder_name: str) -> None:
+    def __init__(
+        self,
+        concepts: ConceptList,
+        detector: Detector,
+        encoder_name: str,
+        namer: ConceptNamer | None = None,
+    ) -> None:
+        """``namer`` should be the one ``detector`` was built with (:meth:`build` shares it)."""
         self.concepts = concepts
-        self.aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
-        self.names = NameMatcher([c.surface_forms for c in concepts.concepts])
+        self.namer = namer or ConceptNamer(concepts)
         self.detector = detector
         self.encoder_name = encoder_name
 
@@ -65,12 +70,13 @@ class Guard:
         """
         encoder = encoder or load_encoder(DEFAULT_ENCODER)
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
+        namer = ConceptNamer(concepts)
         chosen: Detector
         if detector == "learned":
-            chosen = LearnedDetector(concepts, encoder, index, scorer)
+            chosen = LearnedDetector(concepts, encoder, index, scorer, namer)
         else:
-            chosen = EmbeddingAliasDetector(concepts, encoder, index)
-        return cls(concepts, chosen, encoder.name)
+            chosen = EmbeddingAliasDetector(concepts, encoder, index, namer)
+        return cls(concepts, chosen, encoder.name, namer)
 
     def check(self, turns: Sequence[str]) -> Decision:
         return self.detector.check(turns)
@@ -87,13 +93,11 @@ class Guard:
 
     def named(self, turns: Sequence[str]) -> list[bool]:
         """Per concept: do the turns name it, by an alias or its full name with middle names?"""
-        views = [NormalizedText.of(t) for t in turns]
-        full = self.names.mentions(turns)
-        return [a or m.full for a, m in zip(self.aliases.named_in(views), full, strict=True)]
+        return self.namer.named(turns)
 
     def leak_scanner(self, input_turns: Sequence[str]) -> LeakScanner:
         """The output guard for one conversation: watches the concepts it did not name."""
-        return LeakScanner(self.concepts, self.aliases, self.named(input_turns))
+        return LeakScanner(self.concepts, self.namer.aliases, self.named(input_turns))
 
     def intervene(self, body: Mapping[str, Any], decision: Decision) -> Outcome:
         if decision.concept_id is None or not decision.in_scope:

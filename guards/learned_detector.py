@@ -28,7 +28,6 @@ from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
 from guards.detector import (
-    FULL_NAME,
     TOP_K,
     Segment,
     centroid_evidence,
@@ -38,8 +37,7 @@ from guards.detector import (
 )
 from guards.encoder import Encoder
 from guards.index import VectorIndex
-from guards.names import NameMatcher
-from guards.normalize import AliasMatcher, NormalizedText
+from guards.naming import ConceptNamer
 from guards.scorer import FEATURES, LogisticScorer, Matrix
 
 NAME_SOURCES = frozenset({"name", "description"})
@@ -72,14 +70,14 @@ class LearnedDetector:
         encoder: Encoder,
         index: VectorIndex,
         scorer: LogisticScorer,
+        namer: ConceptNamer | None = None,
     ) -> None:
+        self.namer = namer or ConceptNamer(concepts)
         self._encoder = encoder
         self._index = index
         self._scorer = scorer
         self._ids = [c.id for c in concepts.concepts]
         self._actions: list[Action] = [concepts.policy_of(c).value for c in concepts.concepts]
-        self._aliases = AliasMatcher([c.surface_forms for c in concepts.concepts])
-        self._names = NameMatcher([c.surface_forms for c in concepts.concepts])
         column = {cid: i for i, cid in enumerate(self._ids)}
         self._entry_concept = np.array(
             [column.get(e.concept_id, -1) for e in index.entries] + [-1], dtype=np.int64
@@ -94,25 +92,18 @@ class LearnedDetector:
         self._thresholds = np.full(len(self._ids), scorer.threshold)
         self._thresholds[self._central] = [concepts.threshold_of(c) for c in topics]
 
-    def alias_hits(self, turns: Sequence[str]) -> NDArray[np.bool_]:
-        """Per concept: does any turn contain its name or an alias (obfuscation-robust)?"""
-        views = [NormalizedText.of(t) for t in turns]
-        return np.array(self._aliases.named_in(views), dtype=bool)
-
-    def features(
-        self, turns: Sequence[str]
-    ) -> tuple[Matrix, NDArray[np.bool_], list[Evidence | None]]:
-        """The ``(n_concepts, len(FEATURES))`` matrix, which concepts a turn names in full with
-        middle names (:mod:`guards.names`, decisive) and each concept's best embedding evidence."""
-        matrix, full_names, best, _ = self._evidence(turns)
-        return matrix, full_names, best
+    def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
+        """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding
+        evidence. Whether a turn names a concept outright is :attr:`namer`'s question."""
+        matrix, best, _ = self._evidence(turns)
+        return matrix, best
 
     def _evidence(
         self, turns: Sequence[str]
-    ) -> tuple[Matrix, NDArray[np.bool_], list[Evidence | None], NDArray[np.float64]]:
+    ) -> tuple[Matrix, list[Evidence | None], NDArray[np.float64]]:
         """:meth:`features`, and the centroid concepts' similarities (best segment each)."""
         matrix = np.zeros((len(self._ids), len(FEATURES)))
-        mentions = self._names.mentions(turns)
+        mentions = self.namer.names.mentions(turns)
         matrix[:, _COLUMN["name_bare"]] = [m.bare for m in mentions]
         matrix[:, _COLUMN["name_embedded"]] = [m.embedded for m in mentions]
         best: list[Evidence | None] = [None] * len(self._ids)
@@ -132,15 +123,15 @@ class LearnedDetector:
             matrix[:, _COLUMN[f"name_{word}_x_sim_corpus"]] = (
                 matrix[:, _COLUMN[f"name_{word}"]] * matrix[:, _COLUMN["sim_corpus"]]
             )
-        return matrix, np.array([m.full for m in mentions], dtype=bool), best, central
+        return matrix, best, central
 
     def check(self, turns: Sequence[str]) -> Decision:
         started = time.perf_counter()
         if not self._ids or not any(t.strip() for t in turns):
             return Decision.allow(latency_ms=_ms(started))
-        matrix, full_names, best, central = self._evidence(turns)
-        aliases = self.alias_hits(turns)
-        decisive = aliases | full_names
+        matrix, best, central = self._evidence(turns)
+        namings = self.namer.first_namings(turns)
+        decisive = np.array([n is not None for n in namings], dtype=bool)
         scores = self._scorer.probabilities(matrix)
         scores[self._central] = central
         scores = np.where(decisive, 1.0, scores)
@@ -151,14 +142,9 @@ class LearnedDetector:
         if score < threshold:
             return Decision.allow(score, threshold, concept_id, _ms(started))
         evidence: list[Evidence] = []
-        if aliases[winner]:
-            turn = next(
-                i for i, t in enumerate(turns) if self._aliases.names(winner, NormalizedText.of(t))
-            )
-            evidence.append(Evidence("alias", concept_id, 1.0, turn, "alias"))
-        elif full_names[winner]:
-            turn = next(i for i, t in enumerate(turns) if self._names.mentions([t])[winner].full)
-            evidence.append(Evidence("alias", concept_id, 1.0, turn, FULL_NAME))
+        naming = namings[winner]
+        if naming is not None:
+            evidence.append(Evidence("alias", concept_id, 1.0, naming.turn, naming.source))
         found = best[winner]
         if found is not None:
             evidence.append(found)

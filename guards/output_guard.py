@@ -21,7 +21,7 @@ class LeakScanner:
     """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
 
     def __init__(self, concepts: ConceptList, aliases: AliasMatcher, named: Sequence[bool]) -> None:
-        """``aliases`` must be compiled from ``concepts`` (a Guard keeps one: ``Guard.aliases``);
+        """``aliases`` must be compiled from ``concepts`` (a Guard keeps one: ``Guard.namer.aliases``);
         ``named`` says, per concept, whether the conversation named it (``Guard.named``)."""
         self._concepts = concepts
         self._aliases = aliases

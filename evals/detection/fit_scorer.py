@@ -56,8 +56,8 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
     owners: list[int] = []
     about: list[int] = []
     for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
-        matrix, full_names, _ = detector.features([probe.prompt])
-        named = detector.alias_hits([probe.prompt]) | full_names
+        matrix, _ = detector.features([probe.prompt])
+        named = detector.namer.named([probe.prompt])
         own = [column[c] for c in concept_ids_for(probe) if c in column]
         strength = matrix[:, FEATURES.index("sim_corpus")].copy()
         if probe.kind is ProbeKind.UTILITY:

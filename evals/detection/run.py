@@ -122,7 +122,9 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
         decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
         named = guard.named([text])
-        leak = LeakScanner(guard.concepts, guard.aliases, named).leaked(reference_answer(probe))
+        leak = LeakScanner(guard.concepts, guard.namer.aliases, named).leaked(
+            reference_answer(probe)
+        )
         yield {
             "setting": job.setting.value,
             "guard": guard_label,

@@ -12,6 +12,7 @@ from guards.encoder import Encoder
 from guards.errors import GuardError
 from guards.guard import Guard, build_index
 from guards.learned_detector import LearnedDetector, question_segments
+from guards.naming import FULL_NAME, Naming
 from guards.normalize import AliasMatcher
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, FEATURES, LogisticScorer, fit_logistic
@@ -25,7 +26,7 @@ def detector(concepts: ConceptList, encoder: Encoder) -> LearnedDetector:
 
 
 def row_of(detector: LearnedDetector, concepts: ConceptList, text: str, cid: str) -> np.ndarray:
-    matrix, _, _ = detector.features([text])
+    matrix, _ = detector.features([text])
     return matrix[[c.id for c in concepts.concepts].index(cid)]
 
 
@@ -45,14 +46,14 @@ def test_features_separate_alias_name_mentions_and_similarity(
     embedded = row_of(detector, concepts, "Who was Nathan Hale?", "corwin-hale")
     other = row_of(detector, concepts, "How do I bake sourdough bread?", "corwin-hale")
     corwin = [c.id for c in concepts.concepts].index("corwin-hale")
-    assert detector.alias_hits(["Where does Corwin Hale live?"])[corwin]
-    assert not detector.alias_hits(["Is Corwin a novelist?"])[corwin]
+    assert detector.namer.named(["Where does Corwin Hale live?"])[corwin]
+    assert not detector.namer.named(["Is Corwin a novelist?"])[corwin]
     assert bare[COLUMN["name_bare"]] == 1.0 and bare[COLUMN["name_embedded"]] == 0.0
     assert embedded[COLUMN["name_embedded"]] == 1.0 and embedded[COLUMN["name_bare"]] == 0.0
     assert other[COLUMN["name_bare"]] == other[COLUMN["name_embedded"]] == 0.0
     assert bare[COLUMN["name_bare_x_sim_corpus"]] == bare[COLUMN["sim_corpus"]]
-    _, full, _ = detector.features(["Corwin Ellis Hale was born in 1961."])
-    assert full[corwin] and not detector.alias_hits(["Corwin Ellis Hale was born in 1961."])[corwin]
+    naming = detector.namer.first_namings(["Hi.", "Corwin Ellis Hale was born in 1961."])[corwin]
+    assert naming == Naming(1, FULL_NAME)
     assert alias[COLUMN["sim_corpus"]] > other[COLUMN["sim_corpus"]] + 0.3
     negative = row_of(detector, concepts, "Who was Nathan Hale in the Revolution?", "corwin-hale")
     assert negative[COLUMN["sim_negative"]] > 0.8

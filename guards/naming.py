@@ -1,0 +1,59 @@
+"""Which concepts a conversation names outright, and where.
+
+A concept is *named* when a turn contains one of its aliases (obfuscation-robust matching,
+:mod:`guards.normalize`) or its full name with middle names (:mod:`guards.names`: "Stephen Edwin
+King"). Both detectors treat that as decisive, and the output guard stops watching a concept the
+client named itself. One :class:`ConceptNamer`, compiled once per Guard, answers it for all of
+them, so the three can never disagree on what "named" means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from guards.concepts import ConceptList
+from guards.names import NameMatcher
+from guards.normalize import AliasMatcher, NormalizedText
+
+ALIAS = "alias"
+FULL_NAME = "full name"
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """The first turn that names a concept, and how (an alias wins over the full name)."""
+
+    turn: int
+    source: str  # ALIAS or FULL_NAME
+
+
+class ConceptNamer:
+    """Every concept's aliases and name words compiled once, in concept order."""
+
+    def __init__(self, concepts: ConceptList) -> None:
+        forms = [c.surface_forms for c in concepts.concepts]
+        self._count = len(forms)
+        self.aliases = AliasMatcher(forms)
+        self.names = NameMatcher(forms)
+
+    def first_namings(self, turns: Sequence[str]) -> list[Naming | None]:
+        """Per concept: the first turn naming it, or ``None``."""
+        views = [NormalizedText.of(t) for t in turns]
+        full = [[m.full for m in self.names.mentions([t])] for t in turns]
+        namings: list[Naming | None] = []
+        for concept in range(self._count):
+            found = None
+            for turn, view in enumerate(views):
+                if self.aliases.names(concept, view):
+                    found = Naming(turn, ALIAS)
+                    break
+                if full[turn][concept]:
+                    found = Naming(turn, FULL_NAME)
+                    break
+            namings.append(found)
+        return namings
+
+    def named(self, turns: Sequence[str]) -> list[bool]:
+        """Per concept: does any turn name it?"""
+        return [n is not None for n in self.first_namings(turns)]
