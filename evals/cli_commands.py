@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from guards.memo_encoder import DEFAULT_CACHE
+from guards.thresholds import FprBudget
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -190,7 +191,7 @@ def add_detect_command(commands: SubParsers) -> None:
     )
     parser.add_argument(
         "--fpr-budget",
-        choices=("concept", "list"),
+        choices=get_args(FprBudget),
         default="concept",
         help="'concept' (default): each concept's guard alone may flag --target-fpr of its "
         "out-of-scope probes, so guarded together the rates add up; 'list': thresholds are "

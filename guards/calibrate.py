@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 from tqdm import tqdm
@@ -42,7 +41,7 @@ from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
 from guards.jsonl import read_objects
 from guards.memo_encoder import memoized
-from guards.thresholds import choose_threshold, shared_rate
+from guards.thresholds import FprBudget, choose_threshold, shared_rate
 
 MIN_PER_CLASS_FOR_HOLDOUT = 10
 
@@ -60,7 +59,7 @@ class CalibrationSettings(BaseModel):
     holdout: float = Field(default=0.3, gt=0.0, lt=1.0)
     folds: int = Field(default=5, ge=2)
     seed: int = 0
-    budget: Literal["concept", "list"] = "concept"
+    budget: FprBudget = "concept"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, get_args
 
 from guards.concepts import ConceptList
 from guards.direction import MIN_BACKGROUND
+from guards.thresholds import FprBudget
 
 if TYPE_CHECKING:
     from guards.calibrate import CalibrationSettings, ConceptResult
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--fpr-budget",
-        choices=("concept", "list"),
+        choices=get_args(FprBudget),
         default="concept",
         help="'concept' (default): --target-fpr for each concept alone; 'list': for all the "
         "calibrated concepts guarding at once",

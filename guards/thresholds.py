@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from guards.errors import CalibrationError
 
 Key = TypeVar("Key", bound=Hashable)
+FprBudget = Literal["concept", "list"]
+"""Whose false-positive budget ``target_fpr`` is: each concept's alone, or the whole list's."""
 
 
 def choose_threshold(

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, probe_text, run_jobs
@@ -42,11 +42,10 @@ from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
 from guards.memo_encoder import memoized
-from guards.thresholds import choose_threshold, list_thresholds
+from guards.thresholds import FprBudget, choose_threshold, list_thresholds
 
 Record = dict[str, Any]
 CALIBRATED_FILE = "concepts.calibrated.yaml"
-FprBudget = Literal["concept", "list"]
 
 
 @dataclass(frozen=True, slots=True)
