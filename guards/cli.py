@@ -25,7 +25,7 @@ concepts' examples (+ --negatives). The threshold is the lowest one whose false-
 the fit split stays within --target-fpr; precision and recall are then measured only on held-out
 items (a 30% split, or k-fold cross-validation for concepts with fewer than 10 items per class).
 Held-out items are also removed from the index while they are scored, so an example never
-matches itself.
+matches itself. The threshold (and direction) written is then refitted the same way on all items.
 
 With --fpr-budget list, --target-fpr is the share of out-of-scope prompts that the list, guarding
 all its calibrated concepts at once, may flag (each concept's rate is set lower until the union
@@ -176,8 +176,8 @@ def print_results(
     print(
         f"Thresholds were chosen on fit-split scores ({budget}); precision, "
         "recall and FPR were measured only on held-out items, each scored by a guard that did "
-        "not index it. Cross-validated rows report the pooled held-out folds; their stored "
-        "threshold is refitted on all items.",
+        "not index it (cross-validated rows: the pooled held-out folds). The stored threshold "
+        "and direction are refitted on all items.",
         file=out,
     )
 

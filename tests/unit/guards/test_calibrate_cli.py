@@ -370,3 +370,23 @@ def test_a_list_budget_does_not_count_texts_another_concept_covers(
     counted = choose_threshold(scores.positive, list(scores.negative.values()), potter.target_fpr)
     assert potter.calibration is not None and expected < counted
     assert potter.calibration.threshold == round(expected, 4)
+
+
+def test_the_stored_threshold_is_refitted_on_all_items_after_measuring(
+    concepts: ConceptList, encoder: Encoder
+) -> None:
+    extra = [LabelledText(f"Which spell does wizard number {i} learn?", "harry-potter") for i in range(12)]  # fmt: skip
+    traffic = [LabelledText(t, None) for t in TRAFFIC]
+    settings = CalibrationSettings(target_fpr=0.1, folds=3)
+    (result,) = calibrate(
+        concepts, encoder, settings=settings, positives=extra, negatives=traffic,
+        only=["harry-potter"],
+    )  # fmt: skip
+    assert result.calibration is not None and "holdout" in result.calibration.split
+    concept = concepts.get("harry-potter")
+    items = labelled_items(concepts, concept, extra, traffic)
+    everything = ConceptCalibrator(concepts, concept, encoder, settings, items).out_of_fold(
+        items, ()
+    )
+    refitted = choose_threshold(everything.positive, list(everything.negative.values()), 0.1)
+    assert result.calibration.threshold == round(refitted, 4)
