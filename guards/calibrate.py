@@ -53,8 +53,9 @@ class CalibrationSettings(BaseModel):
 
     ``budget="concept"``: each concept may flag ``target_fpr`` of its own out-of-scope items.
     ``"list"``: every calibrated concept gets the same rate, the largest at which the share of
-    out-of-scope texts flagged by *any* of them stays within ``target_fpr`` on the fit splits
-    (:func:`guards.thresholds.shared_rate`); that is what a list guarding all at once refuses.
+    out-of-scope texts flagged by *any* of them stays within ``target_fpr``: the share of the
+    traffic sample (``--negatives`` without a concept id) when one is given, else of all
+    out-of-scope items (:func:`not_counted`); that is what a list guarding all at once refuses.
     """
 
     target_fpr: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -345,37 +346,46 @@ def calibrate(
         # instead of one call per check.
         memo.prefetch(s.text for item in items for s in segments_of([item.text]))
         calibrators.append(ConceptCalibrator(concepts, concept, memo, settings, items))
-    rate, in_scope = None, set[str]()
+    rate, uncounted = None, set[str]()
     if settings.budget == "list":
-        rate = list_rate(calibrators, settings.target_fpr, progress)
-        in_scope = in_scope_texts(calibrators)
+        traffic = {n.text for n in negatives if n.concept_id is None}
+        uncounted = not_counted(calibrators, traffic)
+        rate = list_rate(calibrators, settings.target_fpr, uncounted, progress)
     results = [
-        c.run(rate, in_scope)
+        c.run(rate, uncounted)
         for c in tqdm(calibrators, desc="calibrating", unit="concept", disable=not progress)
     ]
     memo.save()
     return results
 
 
-def in_scope_texts(calibrators: Sequence[ConceptCalibrator]) -> set[str]:
-    """Every text some calibrated concept has in scope."""
-    return {i.text for c in calibrators for i in c.items if i.positive}
+def not_counted(calibrators: Sequence[ConceptCalibrator], traffic: set[str]) -> set[str]:
+    """Out-of-scope items a list budget does not count: texts some calibrated concept has in
+    scope (the list refuses them anyway) and, when a traffic sample is given (``--negatives``
+    without a concept id), every other item, so the budget is the share of *traffic* refused.
+    Hand-written negatives are near misses on purpose, far denser than in real traffic."""
+    in_scope = {i.text for c in calibrators for i in c.items if i.positive}
+    if not traffic:
+        return in_scope
+    return in_scope | {i.text for c in calibrators for i in c.items if i.text not in traffic}
 
 
 def list_rate(
-    calibrators: Sequence[ConceptCalibrator], target_fpr: float, progress: bool = False
+    calibrators: Sequence[ConceptCalibrator],
+    target_fpr: float,
+    uncounted: set[str],
+    progress: bool = False,
 ) -> float:
     """The per-concept rate that keeps the texts flagged by any concept within ``target_fpr``
-    of all out-of-scope texts of the fit splits. A text in scope of some concept is no false
-    positive of the list, so it is left out."""
+    of the out-of-scope texts (all items, out-of-fold scores) outside ``uncounted``
+    (:func:`not_counted`)."""
     scored = [
         c.threshold_scores()
         for c in tqdm(calibrators, desc="scoring for the list budget", disable=not progress)
         if c.skipped() is None
     ]
-    in_scope = in_scope_texts(calibrators)
     negative = {
-        str(n): {t: s for t, s in scores.negative.items() if t not in in_scope}
+        str(n): {t: s for t, s in scores.negative.items() if t not in uncounted}
         for n, scores in enumerate(scored)
     }
     if not any(negative.values()):

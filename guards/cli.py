@@ -27,9 +27,11 @@ items (a 30% split, or k-fold cross-validation for concepts with fewer than 10 i
 Held-out items are also removed from the index while they are scored, so an example never
 matches itself. The threshold (and direction) written is then refitted the same way on all items.
 
-With --fpr-budget list, --target-fpr is the share of out-of-scope prompts that the list, guarding
-all its calibrated concepts at once, may flag (each concept's rate is set lower until the union
-fits); by default each concept spends it alone, so guarded together the rates add up.
+With --fpr-budget list, --target-fpr is the share of your traffic (--negatives without a
+concept_id; all out-of-scope items when there is none) that the list, guarding all its
+calibrated concepts at once, may flag (each concept's rate is set lower until the union fits);
+by default each concept spends it alone, on all its out-of-scope items, so guarded together the
+rates add up.
 
 Concepts with 'match: centroid' and at least {MIN_BACKGROUND} out-of-scope items also get a 'direction:' (their
 centroid whitened against those items, which counts what they share with ordinary questions

@@ -317,24 +317,27 @@ def test_a_list_budget_fits_every_concept_at_one_shared_rate(
     assert all(r.calibration is not None for r in joint)
 
 
-def test_list_rate_counts_each_ordinary_text_once_and_skips_in_scope_ones(
+def test_a_list_budget_counts_each_traffic_text_once_and_nothing_else(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from guards.calibrate import Scores, list_rate
+    from guards.calibrate import Scores, list_rate, not_counted
 
     settings = CalibrationSettings()
     a = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(2, 0))  # type: ignore[arg-type]
     b = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(0, 2))  # type: ignore[arg-type]
-    # "a" scores ten ordinary texts and "b"'s in-scope text "p0" high; "b" the same ten texts.
+    traffic = {f"t{i}" for i in range(10)}
+    # in scope of "a": never counted; "b"'s hand negatives: counted only without traffic
+    assert not_counted([a, b], set()) == {"p0", "p1"}
+    assert not_counted([a, b], traffic) == {"p0", "p1", "n0", "n1"}
     ordinary = {f"t{i}": 0.9 - i / 100 for i in range(10)}
     scores = {
         id(a): Scores([0.95, 0.9], {**ordinary, "p0": 0.99}),
-        id(b): Scores([0.95], dict(ordinary)),
+        id(b): Scores([0.95], {**ordinary, "n0": 0.99}),
     }
     monkeypatch.setattr(ConceptCalibrator, "threshold_scores", lambda self: scores[id(self)])
     monkeypatch.setattr(ConceptCalibrator, "skipped", lambda self: None)
-    # 20% of the ten ordinary texts: both concepts flag the same two, "p0" costs nothing
-    assert list_rate([a, b], 0.2) == pytest.approx(2 / 10)
+    # 20% of the ten traffic texts: both concepts flag the same two
+    assert list_rate([a, b], 0.2, not_counted([a, b], traffic)) == pytest.approx(2 / 10)
 
 
 def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> None:
@@ -346,11 +349,12 @@ def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> N
     assert "target FPR 0.2 for the list: each concept at" in out
 
 
-def test_a_list_budget_does_not_count_texts_another_concept_covers(
+def test_a_list_budget_reads_thresholds_off_the_traffic_only(
     concepts: ConceptList, encoder: Encoder
 ) -> None:
-    # harry-potter's out-of-scope items include nerve-agents' examples, here two that read like
-    # wizarding questions; the list refuses those anyway, so its threshold is read off the rest.
+    # harry-potter's out-of-scope items include nerve-agents' examples (two read like wizarding
+    # questions: the list refuses them anyway) and its own hand-written near misses; with a
+    # traffic sample given, the list's budget is the share of that traffic refused.
     wizardly = ["Which Hogwarts potion works like a nerve agent?", "Did Snape brew sarin?"]
     agents = concepts.get("nerve-agents")
     agents = agents.model_copy(update={"examples": [*agents.examples, *wizardly]})
@@ -364,7 +368,7 @@ def test_a_list_budget_does_not_count_texts_another_concept_covers(
     concept = listed.get("harry-potter")
     items = labelled_items(listed, concept, (), traffic)
     scores = ConceptCalibrator(listed, concept, encoder, settings, items).threshold_scores()
-    kept = [v for t, v in scores.negative.items() if t not in set(agents.examples)]
+    kept = [v for t, v in scores.negative.items() if t in set(TRAFFIC)]
     assert len(kept) < len(scores.negative)
     expected = choose_threshold(scores.positive, kept, potter.target_fpr)
     counted = choose_threshold(scores.positive, list(scores.negative.values()), potter.target_fpr)
