@@ -256,8 +256,8 @@ class ConceptCalibrator:
         self, target_fpr: float | None = None, not_negative: Iterable[str] = ()
     ) -> ConceptResult:
         """Fit at ``target_fpr`` (default: the settings') and measure on held-out items; the
-        ``not_negative`` texts do not count against the budget (a list budget's texts in scope
-        of another concept: the list refuses them anyway)."""
+        ``not_negative`` texts do not count against the budget (a list budget's
+        :func:`not_counted` texts)."""
         self._target_fpr = self._settings.target_fpr if target_fpr is None else target_fpr
         self._not_negative = frozenset(not_negative)
         if (reason := self.skipped()) is not None:
@@ -270,8 +270,6 @@ class ConceptCalibrator:
             held_texts = {h.text for h in held}
             fit_items = [i for i in items if i.text not in held_texts]
             predictions = self._predict(held, self.fit(fit_items, held))
-            threshold = self.fit(items, ())
-            direction = self._without(set()).direction
             split = f"holdout {settings.holdout:.0%} (seed {settings.seed})"
         else:
             k = min(settings.folds, n_pos, n_neg)
@@ -280,9 +278,10 @@ class ConceptCalibrator:
                 fold_texts = {h.text for h in fold}
                 fit_items = [i for i in items if i.text not in fold_texts]
                 predictions += self._predict(fold, self.fit(fit_items, fold))
-            threshold = self.fit(items, ())
-            direction = self._without(set()).direction
             split = f"{k}-fold cross-validation (seed {settings.seed})"
+        # measured above; what is stored is refitted the same way on every item
+        threshold = self.fit(items, ())
+        direction = self._without(set()).direction
         return self._result(threshold, predictions, n_pos, n_neg, split, direction)
 
     def _predict(self, held: Sequence[Item], threshold: float) -> list[tuple[bool, bool]]:

@@ -76,7 +76,8 @@ def shared_rate(negative: Mapping[str, Mapping[Key, float]], target_fpr: float) 
 
     # Every rate at which some concept's threshold moves, lowest first; the union only grows.
     rates = sorted({m / len(s) for s in ranked.values() for m in range(len(s) + 1)})
-    low, high = 0, len(rates) - 1  # rates[0] == 0.0 always fits: it flags nothing
+    # rates[0] == 0.0 is the strictest there is: it flags only what no threshold can clear
+    low, high = 0, len(rates) - 1
     while low < high:
         mid = (low + high + 1) // 2
         if flagged(rates[mid]) <= allowed:
