@@ -233,18 +233,21 @@ class ConceptCalibrator:
         negative = [v for t, v in scores.negative.items() if t not in self._not_negative]
         return choose_threshold(scores.positive, negative, self._target_fpr)
 
+    def _class_sizes(self) -> tuple[int, int]:
+        """``(in-scope, out-of-scope)`` item counts."""
+        n_pos = sum(i.positive for i in self.items)
+        return n_pos, len(self.items) - n_pos
+
     def skipped(self) -> str | None:
         """Why this concept cannot be calibrated, or ``None``."""
-        n_pos = sum(i.positive for i in self.items)
-        n_neg = len(self.items) - n_pos
+        n_pos, n_neg = self._class_sizes()
         if min(n_pos, n_neg) < 2:
             return f"needs at least 2 in-scope and 2 out-of-scope items (has {n_pos}/{n_neg})"
         return None
 
     def _holdout(self) -> list[Item] | None:
         """The held-out items, or ``None`` when the concept is too small and is cross-validated."""
-        n_pos = sum(i.positive for i in self.items)
-        if min(n_pos, len(self.items) - n_pos) < MIN_PER_CLASS_FOR_HOLDOUT:
+        if min(self._class_sizes()) < MIN_PER_CLASS_FOR_HOLDOUT:
             return None
         return holdout_split(self.items, self._settings.holdout, self._settings.seed)
 
@@ -263,8 +266,7 @@ class ConceptCalibrator:
         if (reason := self.skipped()) is not None:
             return ConceptResult(self._concept.id, None, self._target_fpr, skipped=reason)
         items, settings = self.items, self._settings
-        n_pos = sum(i.positive for i in items)
-        n_neg = len(items) - n_pos
+        n_pos, n_neg = self._class_sizes()
         held = self._holdout()
         if held is not None:
             held_texts = {h.text for h in held}

@@ -95,9 +95,13 @@ class Guard:
         """Per concept: do the turns name it, by an alias or its full name with middle names?"""
         return self.namer.named(turns)
 
-    def leak_scanner(self, input_turns: Sequence[str]) -> LeakScanner:
-        """The output guard for one conversation: watches the concepts it did not name."""
-        return LeakScanner(self.concepts, self.namer.aliases, self.named(input_turns))
+    def leak_scanner(
+        self, input_turns: Sequence[str], named: Sequence[bool] | None = None
+    ) -> LeakScanner:
+        """The output guard for one conversation: watches the concepts it did not name
+        (``named``: :meth:`named` of ``input_turns``, when the caller has it already)."""
+        named = self.named(input_turns) if named is None else named
+        return LeakScanner(self.concepts, self.namer.aliases, named)
 
     def intervene(self, body: Mapping[str, Any], decision: Decision) -> Outcome:
         if decision.concept_id is None or not decision.in_scope:

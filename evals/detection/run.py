@@ -18,7 +18,6 @@ from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
 from guards.memo_encoder import memoized
-from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 
 TextField = Literal["prompt", "query"]
@@ -122,9 +121,7 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
         decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
         named = guard.named([text])
-        leak = LeakScanner(guard.concepts, guard.namer.aliases, named).leaked(
-            reference_answer(probe)
-        )
+        leak = guard.leak_scanner([text], named).leaked(reference_answer(probe))
         yield {
             "setting": job.setting.value,
             "guard": guard_label,

@@ -41,7 +41,7 @@ from guards.concepts import Calibration, ConceptList
 from guards.direction import MIN_BACKGROUND, fit_direction
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
-from guards.memo_encoder import memoized
+from guards.memo_encoder import MemoEncoder, memoized
 from guards.thresholds import FprBudget, choose_threshold, list_thresholds
 
 Record = dict[str, Any]
@@ -88,7 +88,8 @@ def fit_on_split(
     and what was fitted (for the summary).
     """
     fit_part, report_part = split_probes(probes, calibrate.fraction)
-    fitter = _DirectionFitter(concepts, fit_part, encoder, cache_dir, text_field)
+    encoder = memoized(encoder, cache_dir)  # one vector store for the fitter and every run
+    fitter = _DirectionFitter(concepts, fit_part, encoder, text_field)
     fitted_concepts = fitter.concepts(fold=None)
 
     def single(listed: ConceptList, part: Sequence[Probe]) -> list[Record]:
@@ -148,12 +149,11 @@ class _DirectionFitter:
         self,
         concepts: ConceptList,
         fit_part: Sequence[Probe],
-        encoder: Encoder,
-        cache_dir: Path | None,
+        encoder: MemoEncoder,
         text_field: TextField,
     ) -> None:
         self._concepts = concepts
-        self._encoder = memoized(encoder, cache_dir)
+        self._encoder = encoder
         self._background: dict[str, list[Probe]] = {}
         self._text_field = text_field
         for job in plan(concepts, fit_part, [Setting.SINGLE]):
