@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
+from guards.cli import add_fpr_options
 from guards.memo_encoder import DEFAULT_CACHE
-from guards.thresholds import FprBudget
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -183,20 +183,7 @@ def add_detect_command(commands: SubParsers) -> None:
         "and report on the rest only; writes OUT/concepts.calibrated.yaml (with --detector "
         "learned: the 'match: centroid' concepts only)",
     )
-    parser.add_argument(
-        "--target-fpr",
-        type=float,
-        default=0.03,
-        help="false-positive budget for --calibrate-split (default 0.03); see --fpr-budget",
-    )
-    parser.add_argument(
-        "--fpr-budget",
-        choices=get_args(FprBudget),
-        default="concept",
-        help="'concept' (default): each concept's guard alone may flag --target-fpr of its "
-        "out-of-scope probes, so guarded together the rates add up; 'list': thresholds are "
-        "fitted together so that all concepts at once flag at most --target-fpr of them",
-    )
+    add_fpr_options(parser, default=0.03, target_help="false-positive budget for --calibrate-split")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
     parser.set_defaults(handler=_detect)
@@ -243,7 +230,11 @@ def _detect(args: argparse.Namespace) -> int:
     if args.calibrate_split is not None:
         if not 0.0 < args.calibrate_split < 1.0 or not 0.0 <= args.target_fpr <= 1.0:
             raise EvalError("--calibrate-split must be in (0, 1) and --target-fpr in [0, 1]")
-        calibration = SplitCalibration(args.calibrate_split, args.target_fpr, args.fpr_budget)
+        if args.fpr_confidence is not None and not 0.5 <= args.fpr_confidence < 1.0:
+            raise EvalError("--fpr-confidence must be in [0.5, 1)")
+        calibration = SplitCalibration(
+            args.calibrate_split, args.target_fpr, args.fpr_budget, args.fpr_confidence
+        )
     summary = evaluate_detection(
         concepts,
         probes,

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from guards.concepts import Calibration, Concept, ConceptList, Direction
 from guards.detector import segments_of
-from guards.direction import MIN_BACKGROUND, fit_direction
+from guards.direction import MIN_BACKGROUND, SHRINKAGE, SHRINKAGES, fit_direction, pick_shrinkage
 from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
@@ -56,6 +56,8 @@ class CalibrationSettings(BaseModel):
     out-of-scope texts flagged by *any* of them stays within ``target_fpr``: the share of the
     traffic sample (``--negatives`` without a concept id) when one is given, else of all
     out-of-scope items (:func:`not_counted`); that is what a list guarding all at once refuses.
+    ``confidence``: hold that budget's upper confidence bound, not the fitted rate
+    (:func:`guards.thresholds.allowed_false_positives`).
     """
 
     target_fpr: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -63,6 +65,7 @@ class CalibrationSettings(BaseModel):
     folds: int = Field(default=5, ge=2)
     seed: int = 0
     budget: FprBudget = "concept"
+    confidence: float | None = Field(default=None, ge=0.5, lt=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +177,24 @@ class ConceptCalibrator:
         encoder: Encoder,
         settings: CalibrationSettings,
         items: Sequence[Item],
+        *,
+        not_negative: Iterable[str] = (),
+        share: float = 1.0,
     ) -> None:
+        """``not_negative``: out-of-scope texts that do not count against the budget (a list
+        budget's :func:`not_counted` texts); ``share``: the part of ``target_fpr`` this concept
+        is held to while its direction's shrinkage is picked (``1 / K`` of a list budget)."""
         self._concepts = concepts
         self._concept = concept
         self._encoder = encoder
         self._settings = settings
         self.items = items
         self._target_fpr = settings.target_fpr
-        self._not_negative: frozenset[str] = frozenset()
-        self._scored: dict[tuple[frozenset[str], frozenset[str]], Scores] = {}
+        self._confidence = settings.confidence
+        self._not_negative = frozenset(not_negative)
+        self._share = share
+        self._shrinkage = SHRINKAGE
+        self._scored: dict[tuple[frozenset[str], frozenset[str], float], Scores] = {}
 
     def score(self, items: Sequence[Item], excluded: Iterable[Item]) -> list[float]:
         """Detector scores for ``items`` from a guard built without ``items`` and ``excluded``."""
@@ -205,13 +217,15 @@ class ConceptCalibrator:
         background = [i.text for i in self.items if not i.positive and i.text not in drop]
         if concept.match != "centroid" or len(background) < MIN_BACKGROUND:
             return concept
-        direction = fit_direction(self._encoder, concept, background)
+        direction = fit_direction(self._encoder, concept, background, self._shrinkage)
         return concept.model_copy(update={"direction": direction})
 
     def out_of_fold(self, items: Sequence[Item], held_out: Sequence[Item]) -> Scores:
         """Scores of ``items``, each from a guard built without its fold and without
-        ``held_out``: in-scope ones, and out-of-scope ones by text. Computed once per split."""
-        key = (frozenset(i.text for i in items), frozenset(i.text for i in held_out))
+        ``held_out``: in-scope ones, and out-of-scope ones by text. Computed once per split
+        (and shrinkage)."""
+        texts = (frozenset(i.text for i in items), frozenset(i.text for i in held_out))
+        key = (*texts, self._shrinkage)
         if key not in self._scored:
             k = min(self._settings.folds, len(items))
             pos: list[float] = []
@@ -228,10 +242,35 @@ class ConceptCalibrator:
         return self._scored[key]
 
     def fit(self, items: Sequence[Item], held_out: Sequence[Item]) -> float:
-        """A threshold from out-of-fold scores of ``items``; ``held_out`` never enters a guard."""
+        """A threshold (and, for a directed concept, the direction's shrinkage, kept for the
+        guards that follow) from out-of-fold scores of ``items``; ``held_out`` never enters a
+        guard."""
+        self._pick_shrinkage(items, held_out)
         scores = self.out_of_fold(items, held_out)
-        negative = [v for t, v in scores.negative.items() if t not in self._not_negative]
-        return choose_threshold(scores.positive, negative, self._target_fpr)
+        return choose_threshold(
+            scores.positive, self._counted(scores), self._target_fpr, self._confidence
+        )
+
+    def _counted(self, scores: Scores) -> list[float]:
+        return [v for t, v in scores.negative.items() if t not in self._not_negative]
+
+    def counted_negatives(self) -> dict[str, float]:
+        """:meth:`threshold_scores` of the out-of-scope texts that count against the budget."""
+        scores = self.threshold_scores().negative
+        return {t: v for t, v in scores.items() if t not in self._not_negative}
+
+    def _pick_shrinkage(self, items: Sequence[Item], held_out: Sequence[Item]) -> None:
+        """:func:`guards.direction.pick_shrinkage` over out-of-fold scores of ``items`` at each of
+        :data:`guards.direction.SHRINKAGES`, at this concept's share of the budget."""
+        n_background = sum(not i.positive for i in items)
+        if self._concept.match != "centroid" or n_background < MIN_BACKGROUND:
+            return
+        tried = {}
+        for shrinkage in SHRINKAGES:
+            self._shrinkage = shrinkage
+            scores = self.out_of_fold(items, held_out)
+            tried[shrinkage] = (scores.positive, self._counted(scores))
+        self._shrinkage = pick_shrinkage(tried, self._settings.target_fpr * self._share)
 
     def _class_sizes(self) -> tuple[int, int]:
         """``(in-scope, out-of-scope)`` item counts."""
@@ -253,16 +292,14 @@ class ConceptCalibrator:
 
     def threshold_scores(self) -> Scores:
         """The out-of-fold scores the stored threshold is read from (all items')."""
+        self._pick_shrinkage(self.items, ())
         return self.out_of_fold(self.items, ())
 
-    def run(
-        self, target_fpr: float | None = None, not_negative: Iterable[str] = ()
-    ) -> ConceptResult:
-        """Fit at ``target_fpr`` (default: the settings') and measure on held-out items; the
-        ``not_negative`` texts do not count against the budget (a list budget's
-        :func:`not_counted` texts)."""
+    def run(self, target_fpr: float | None = None) -> ConceptResult:
+        """Fit at ``target_fpr`` (default: the settings', at their confidence; a given rate, a
+        list budget's share, is used as it is) and measure on held-out items."""
         self._target_fpr = self._settings.target_fpr if target_fpr is None else target_fpr
-        self._not_negative = frozenset(not_negative)
+        self._confidence = self._settings.confidence if target_fpr is None else None
         if (reason := self.skipped()) is not None:
             return ConceptResult(self._concept.id, None, self._target_fpr, skipped=reason)
         items, settings = self.items, self._settings
@@ -340,58 +377,64 @@ def calibrate(
     if unknown:
         raise CalibrationError(f"unknown concept id(s): {', '.join(unknown)}")
     chosen = [c for c in concepts.concepts if not only or c.id in only]
-    calibrators = []
-    for concept in chosen:
-        items = labelled_items(concepts, concept, positives, negatives)
+    items_of = [labelled_items(concepts, concept, positives, negatives) for concept in chosen]
+    for items in items_of:
         # Every text the detector will encode (items and their sentences) up front, in batches,
         # instead of one call per check.
         memo.prefetch(s.text for item in items for s in segments_of([item.text]))
-        calibrators.append(ConceptCalibrator(concepts, concept, memo, settings, items))
-    rate, uncounted = None, set[str]()
-    if settings.budget == "list":
-        traffic = {n.text for n in negatives if n.concept_id is None}
-        uncounted = not_counted(calibrators, traffic)
-        rate = list_rate(calibrators, settings.target_fpr, uncounted, progress)
+    joint = settings.budget == "list"
+    traffic = {n.text for n in negatives if n.concept_id is None}
+    uncounted = not_counted(items_of, traffic) if joint else set()
+    calibrators = [
+        ConceptCalibrator(
+            concepts,
+            concept,
+            memo,
+            settings,
+            items,
+            not_negative=uncounted,
+            share=1.0 / len(chosen) if joint else 1.0,
+        )
+        for concept, items in zip(chosen, items_of, strict=True)
+    ]
+    rate = list_rate(calibrators, settings, progress) if joint else None
     results = [
-        c.run(rate, uncounted)
+        c.run(rate)
         for c in tqdm(calibrators, desc="calibrating", unit="concept", disable=not progress)
     ]
     memo.save()
     return results
 
 
-def not_counted(calibrators: Sequence[ConceptCalibrator], traffic: set[str]) -> set[str]:
-    """Out-of-scope items a list budget does not count: texts some calibrated concept has in
-    scope (the list refuses them anyway) and, when a traffic sample is given (``--negatives``
-    without a concept id), every other item, so the budget is the share of *traffic* refused.
-    Hand-written negatives are near misses on purpose, far denser than in real traffic."""
-    in_scope = {i.text for c in calibrators for i in c.items if i.positive}
+def not_counted(items_of: Sequence[Sequence[Item]], traffic: set[str]) -> set[str]:
+    """Out-of-scope items a list budget does not count, given each calibrated concept's items:
+    texts some calibrated concept has in scope (the list refuses them anyway) and, when a
+    traffic sample is given (``--negatives`` without a concept id), every other item, so the
+    budget is the share of *traffic* refused. Hand-written negatives are near misses on
+    purpose, far denser than in real traffic."""
+    in_scope = {i.text for items in items_of for i in items if i.positive}
     if not traffic:
         return in_scope
-    return in_scope | {i.text for c in calibrators for i in c.items if i.text not in traffic}
+    return in_scope | {i.text for items in items_of for i in items if i.text not in traffic}
 
 
 def list_rate(
     calibrators: Sequence[ConceptCalibrator],
-    target_fpr: float,
-    uncounted: set[str],
+    settings: CalibrationSettings,
     progress: bool = False,
 ) -> float:
-    """The per-concept rate that keeps the texts flagged by any concept within ``target_fpr``
-    of the out-of-scope texts (all items, out-of-fold scores) outside ``uncounted``
-    (:func:`not_counted`)."""
+    """The per-concept rate that keeps the texts flagged by any concept within the settings'
+    ``target_fpr`` (at their ``confidence``) of the out-of-scope texts each calibrator counts
+    (all items, out-of-fold scores; not its ``not_negative`` ones, :func:`not_counted`)."""
     scored = [
-        c.threshold_scores()
+        c.counted_negatives()
         for c in tqdm(calibrators, desc="scoring for the list budget", disable=not progress)
         if c.skipped() is None
     ]
-    negative = {
-        str(n): {t: s for t, s in scores.negative.items() if t not in uncounted}
-        for n, scores in enumerate(scored)
-    }
+    negative = {str(n): scores for n, scores in enumerate(scored)}
     if not any(negative.values()):
         raise CalibrationError("a list budget needs out-of-scope items that no concept covers")
-    return shared_rate(negative, target_fpr)
+    return shared_rate(negative, settings.target_fpr, settings.confidence)
 
 
 def apply_results(concepts: ConceptList, results: Sequence[ConceptResult]) -> ConceptList:

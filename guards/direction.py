@@ -10,10 +10,12 @@ which ordinary texts vary a lot count less, the ones only the concept's texts ta
 
 ``S`` comes from a few hundred texts in a 384-dimensional space, so it is shrunk towards a scaled
 identity (``(1 - s) S + s tr(S)/d I``); ``s = 1`` gives back the centroid minus the background
-mean. Shrinkage 0.7: on WMDP vs MMLU calibration halves, cross-fitted recall on the
-calibration part was flat between 0.5 and 0.9 and highest at 0.7-0.8 (both domains averaged);
-Ledoit-Wolf's estimate (0.14) overfits the background (see ``nescio eval detect
---calibrate-split``).
+mean. The default, 0.7, was best on WMDP vs MMLU calibration halves averaged over both
+domains; Ledoit-Wolf's estimate (0.14) overfits the background. The best value differs by
+concept, though (WMDP cyber: cross-fitted recall 94.5% at 0.7, 96.2% at 0.5; bio flat within
+one point from 0.3 to 0.9), so the calibrators try :data:`SHRINKAGES` per concept and keep one
+by :func:`pick_shrinkage`: the default unless another value is clearly better on the
+calibration data.
 
 A direction fitted on some background texts scores those texts lower than fresh ones, so a
 threshold must never be read off the texts the direction was whitened on: the callers
@@ -22,7 +24,8 @@ threshold must never be read off the texts the direction was whitened on: the ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -30,8 +33,11 @@ import numpy as np
 from guards.concepts import Concept, Direction
 from guards.encoder import Encoder
 from guards.errors import CalibrationError
+from guards.thresholds import choose_threshold
 
 SHRINKAGE = 0.7
+SHRINKAGES = (0.3, 0.5, 0.7, 0.9)
+"""The values the calibrators try per concept (the default among them)."""
 MIN_BACKGROUND = 50
 
 
@@ -75,3 +81,30 @@ def fit_direction(
         vector=[round(float(w), 6) for w in weights],
         fitted_at=datetime.now(UTC).replace(microsecond=0),
     )
+
+
+def pick_shrinkage(
+    scores: Mapping[float, tuple[Sequence[float], Sequence[float]]], target_fpr: float
+) -> float:
+    """The shrinkage to keep, from ``scores[s] = (in-scope, out-of-scope)`` calibration scores
+    of the concept's guard with a direction of shrinkage ``s`` (out-of-scope ones cross-fitted).
+
+    Each value's recall is read at its :func:`choose_threshold` for ``target_fpr``. The
+    one-standard-error rule, towards the default: :data:`SHRINKAGE` unless the best recall beats
+    its own by more than one standard error (``sqrt(r (1 - r) / n)`` for ``n`` in-scope
+    texts), else the value nearest the default among those within one standard error of the
+    best. With 20 examples that error is 5-7 points at 90-95% recall, so only a large gain moves
+    it; differences within the noise of the count never do.
+    """
+    if SHRINKAGE not in scores:
+        raise CalibrationError(f"shrinkage scores must include the default {SHRINKAGE}")
+    recall = {}
+    for shrinkage, (positive, negative) in scores.items():
+        threshold = choose_threshold(positive, negative, target_fpr)
+        recall[shrinkage] = sum(s >= threshold for s in positive) / max(len(positive), 1)
+    best = max(recall.values())
+    error = math.sqrt(best * (1.0 - best) / max(len(scores[SHRINKAGE][0]), 1))
+    if recall[SHRINKAGE] >= best - error:
+        return SHRINKAGE
+    close = [s for s, r in recall.items() if r >= best - error]
+    return min(close, key=lambda s: (abs(s - SHRINKAGE), -s))

@@ -17,6 +17,12 @@ on the calibration part (2.9%) but flagged 3.8% of the held-out part, against 2.
 shared rate: choosing among many thresholds by the same texts that measure them overfits, and
 with ``nescio calibrate``'s 20 examples per concept it would be noise. One shared rate is a
 single fitted number, and transfers like one concept's threshold.
+
+A budget met on the calibration texts is met on fresh traffic only about half the time: the
+false-positive rate read off ``n`` texts is an estimate. With ``confidence`` set, a threshold
+must keep the rate's one-sided Clopper-Pearson upper bound at that confidence within the budget
+instead (:func:`allowed_false_positives`), so it also holds on fresh traffic that often; it
+costs recall, the more so the fewer out-of-scope texts there are.
 """
 
 from __future__ import annotations
@@ -32,18 +38,46 @@ FprBudget = Literal["concept", "list"]
 """Whose false-positive budget ``target_fpr`` is: each concept's alone, or the whole list's."""
 
 
+def allowed_false_positives(n: int, target_fpr: float, confidence: float | None = None) -> int:
+    """How many of ``n`` out-of-scope texts a threshold may flag within ``target_fpr``.
+
+    Without ``confidence``: ``floor(target_fpr * n)``, the budget met on these texts. With it:
+    the largest ``k`` whose one-sided Clopper-Pearson upper bound on the rate, at that
+    confidence, is within ``target_fpr``; 0 (flag nothing that can be cleared) when even ``k = 0``
+    is not, i.e. when ``n`` is too small to show the budget at that confidence.
+    """
+    point = math.floor(target_fpr * n + 1e-9)
+    if confidence is None:
+        return point
+    if not 0.5 <= confidence < 1.0:
+        raise CalibrationError(f"confidence must be in [0.5, 1), got {confidence}")
+    from scipy.stats import beta  # imported here: scipy.stats costs every `nescio` start ~0.5 s
+
+    allowed = 0
+    for k in range(min(point, n - 1) + 1):  # the upper bound is at least k/n
+        if float(beta.ppf(confidence, k + 1, n - k)) > target_fpr:
+            break
+        allowed = k
+    return allowed
+
+
 def choose_threshold(
-    positive: Sequence[float], negative: Sequence[float], target_fpr: float
+    positive: Sequence[float],
+    negative: Sequence[float],
+    target_fpr: float,
+    confidence: float | None = None,
 ) -> float:
     """The lowest threshold (highest recall) whose false-positive rate on ``negative`` is within
-    ``target_fpr``; placed midway to the next score up, so it does not sit on a fitted item.
+    ``target_fpr`` (its upper bound at ``confidence``, when given:
+    :func:`allowed_false_positives`); placed midway to the next score up, so it does not sit on
+    a fitted item.
 
     A text is in scope when its score is at least the threshold.
     """
     if not negative:
         raise CalibrationError("cannot fit a threshold without out-of-scope examples")
     ranked = sorted(negative, reverse=True)
-    allowed = math.floor(target_fpr * len(ranked) + 1e-9)
+    allowed = allowed_false_positives(len(ranked), target_fpr, confidence)
     if allowed >= len(ranked):
         return max(-1.0, min([*positive, *negative]))
     bound = ranked[allowed]
@@ -52,10 +86,15 @@ def choose_threshold(
     return min(1.0, threshold)
 
 
-def shared_rate(negative: Mapping[str, Mapping[Key, float]], target_fpr: float) -> float:
+def shared_rate(
+    negative: Mapping[str, Mapping[Key, float]],
+    target_fpr: float,
+    confidence: float | None = None,
+) -> float:
     """The largest per-concept rate ``q`` such that, with every concept at its
     :func:`choose_threshold` for ``q``, at most ``target_fpr`` of all out-of-scope texts (the
-    union of ``negative``'s keys) are flagged by some concept.
+    union of ``negative``'s keys) are flagged by some concept (its upper bound at
+    ``confidence``, when given).
 
     ``negative[c]`` maps each out-of-scope text concept ``c`` was scored on (any hashable key,
     e.g. a probe id) to its score; a text several concepts scored is one text of the budget.
@@ -63,7 +102,7 @@ def shared_rate(negative: Mapping[str, Mapping[Key, float]], target_fpr: float) 
     if not any(negative.values()):
         raise CalibrationError("cannot fit thresholds without out-of-scope examples")
     keys = {key for scores in negative.values() for key in scores}
-    allowed = math.floor(target_fpr * len(keys) + 1e-9)
+    allowed = allowed_false_positives(len(keys), target_fpr, confidence)
     ranked = {c: s for c, s in negative.items() if s}
 
     def flagged(rate: float) -> int:
@@ -91,10 +130,11 @@ def list_thresholds(
     positive: Mapping[str, Sequence[float]],
     negative: Mapping[str, Mapping[Key, float]],
     target_fpr: float,
+    confidence: float | None = None,
 ) -> dict[str, float]:
     """Per concept, its :func:`choose_threshold` at the :func:`shared_rate` of ``negative``;
     ``positive[c]`` are concept ``c``'s scores of its in-scope texts."""
-    rate = shared_rate(negative, target_fpr)
+    rate = shared_rate(negative, target_fpr, confidence)
     return {
         cid: choose_threshold(positive.get(cid, ()), list(scores.values()), rate)
         for cid, scores in negative.items()

@@ -14,7 +14,11 @@ comes from a probe that shaped a threshold.
 Concepts with ``match: centroid`` also get a direction (:mod:`guards.direction`), whitened on
 their out-of-scope probes of the calibration part, never on in-scope ones: the concept itself
 stays its description and examples. Thresholds are then read off cross-fitted scores (each half
-of that background scored by a direction fitted on the other half).
+of that background scored by a direction fitted on the other half). Each such concept's
+direction is fitted at every shrinkage of :data:`guards.direction.SHRINKAGES`, and the one
+:func:`guards.direction.pick_shrinkage` keeps from those cross-fitted scores is the one stored
+and whose scores set the threshold (with a list budget, read at ``target_fpr / K`` for ``K``
+concepts, about each one's share).
 
 A probe is flagged exactly when its concept's score reaches the concept's threshold, so
 thresholds are fitted from the recorded scores of the detector under evaluation. With the
@@ -28,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +41,8 @@ from typing import Any
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, probe_text, run_jobs
 from evals.probes import Probe
-from guards.concepts import Calibration, ConceptList
-from guards.direction import MIN_BACKGROUND, fit_direction
+from guards.concepts import Calibration, Concept, ConceptList
+from guards.direction import MIN_BACKGROUND, SHRINKAGES, fit_direction, pick_shrinkage
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
 from guards.memo_encoder import MemoEncoder, memoized
@@ -51,11 +55,14 @@ CALIBRATED_FILE = "concepts.calibrated.yaml"
 @dataclass(frozen=True, slots=True)
 class SplitCalibration:
     """The share of probes fitted on, and the false-positive budget: for each concept's guard
-    alone (``"concept"``), or for the whole list guarding at once (``"list"``)."""
+    alone (``"concept"``), or for the whole list guarding at once (``"list"``); with
+    ``confidence``, the budget holds for the rate's upper confidence bound
+    (:func:`guards.thresholds.allowed_false_positives`)."""
 
     fraction: float = 0.5
     target_fpr: float = 0.03
     budget: FprBudget = "concept"
+    confidence: float | None = None
 
 
 def in_calibration_part(probe_id: str, fraction: float) -> bool:
@@ -90,12 +97,15 @@ def fit_on_split(
     fit_part, report_part = split_probes(probes, calibrate.fraction)
     encoder = memoized(encoder, cache_dir)  # one vector store for the fitter and every run
     fitter = _DirectionFitter(concepts, fit_part, encoder, text_field)
-    fitted_concepts = fitter.concepts(fold=None)
 
-    def single(listed: ConceptList, part: Sequence[Probe]) -> list[Record]:
+    def single(
+        listed: ConceptList, part: Sequence[Probe], guards: Container[str] | None = None
+    ) -> list[Record]:
+        """Single-setting records of ``part``, of every guard or of ``guards`` only."""
+        jobs = plan(listed, part, [Setting.SINGLE])
         records, _ = run_jobs(
             listed,
-            plan(listed, part, [Setting.SINGLE]),
+            [j for j in jobs if guards is None or j.concept_ids[0] in guards],
             encoder,
             cache_dir=cache_dir,
             text_field=text_field,
@@ -104,29 +114,47 @@ def fit_on_split(
         )
         return records
 
-    records = single(fitted_concepts, fit_part)
-    if fitter.directed:
-        # Cross-fitting: each half of a concept's background is scored by a direction whitened
-        # on the other half only, so the threshold never rests on texts that shaped the direction.
-        records = [r for r in records if not fitter.refitted(r)]
+    def cross_fitted(shrinkage: float) -> list[Record]:
+        """The directed concepts' records with directions of this shrinkage: in-scope probes
+        scored by the direction whitened on all of the background, and each half of the
+        background by one whitened on the other half only, so a threshold never rests on texts
+        that shaped the direction."""
+        directed = fitter.directed
+        scored = single(fitter.concepts(None, shrinkage), fit_part, directed)
+        records = [r for r in scored if r["kind"] == "forget"]
         for fold in (True, False):
             part = [p for p in fit_part if in_direction_fold(p.id) is fold]
-            scored = single(fitter.concepts(fold=not fold), part)
-            records += [r for r in scored if fitter.refitted(r)]
+            scored = single(fitter.concepts(not fold, shrinkage), part, directed)
+            records += [r for r in scored if r["kind"] != "forget"]
+        return records
+
+    undirected = {c.id for c in concepts.concepts} - fitter.directed
+    records = single(concepts, fit_part, undirected) if undirected else []
+    shrinkages: dict[str, float] = {}
+    if fitter.directed:
+        tried = {s: cross_fitted(s) for s in SHRINKAGES}
+        rate = calibrate.target_fpr
+        if calibrate.budget == "list":
+            rate /= len(concepts.concepts)  # about each concept's share of a list budget
+        shrinkages = {cid: pick_shrinkage(_scores(tried, cid), rate) for cid in fitter.directed}
+        for shrinkage, scored in tried.items():
+            records += [r for r in scored if shrinkages[r["guard"]] == shrinkage]
+    fitted_concepts = fitter.concepts(None, shrinkages)
     if detector == "learned":
         topics = {c.id for c in concepts.concepts if c.match == "centroid"}
         records = [r for r in records if r["guard"] in topics]
-    thresholds = fit_thresholds(records, calibrate.target_fpr, calibrate.budget)
+    thresholds = fit_thresholds(records, calibrate)
     fitted = {
         "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "
         "measured on the rest",
         "fraction": calibrate.fraction,
         "target_fpr": calibrate.target_fpr,
         "fpr_budget": calibrate.budget,
+        "fpr_confidence": calibrate.confidence,
         "n_calibration_probes": len(fit_part),
         "thresholds": thresholds,
         "directions": {
-            c.id: c.direction.n_background
+            c.id: {"n_background": c.direction.n_background, "shrinkage": c.direction.shrinkage}
             for c in fitted_concepts.concepts
             if c.direction is not None
         },
@@ -167,30 +195,43 @@ class _DirectionFitter:
                 self._background[concept.id] = background
         self.directed = set(self._background)
 
-    def concepts(self, fold: bool | None) -> ConceptList:
-        """The list with directions whitened on all of the background (``None``) or one fold."""
+    def concepts(self, fold: bool | None, shrinkage: float | Mapping[str, float]) -> ConceptList:
+        """The list, each directed concept with a direction of ``shrinkage`` (one for all, or
+        per concept id) whitened on all of its background (``fold=None``) or on one fold."""
         updated = []
         for concept in self._concepts.concepts:
             if concept.id in self.directed:
-                texts = [
-                    probe_text(p, self._text_field)
-                    for p in self._background[concept.id]
-                    if fold is None or in_direction_fold(p.id) is fold
-                ]
-                direction = fit_direction(self._encoder, concept, texts)
-                concept = concept.model_copy(update={"direction": direction})
+                value = shrinkage if isinstance(shrinkage, float) else shrinkage[concept.id]
+                concept = self._directed(concept, fold, value)
             updated.append(concept)
         self._encoder.save()
         return self._concepts.model_copy(update={"concepts": updated})
 
-    def refitted(self, record: Record) -> bool:
-        """Whether a record's score must come from a direction fitted without it."""
-        return record["guard"] in self.directed and record["kind"] != "forget"
+    def _directed(self, concept: Concept, fold: bool | None, shrinkage: float) -> Concept:
+        texts = [
+            probe_text(p, self._text_field)
+            for p in self._background[concept.id]
+            if fold is None or in_direction_fold(p.id) is fold
+        ]
+        direction = fit_direction(self._encoder, concept, texts, shrinkage)
+        return concept.model_copy(update={"direction": direction})
 
 
-def fit_thresholds(
-    records: Sequence[Record], target_fpr: float, budget: FprBudget = "concept"
-) -> dict[str, float]:
+def _scores(
+    tried: Mapping[float, Sequence[Record]], concept_id: str
+) -> dict[float, tuple[list[float], list[float]]]:
+    """Per shrinkage, one concept's in-scope and out-of-scope calibration scores."""
+    scores: dict[float, tuple[list[float], list[float]]] = {}
+    for shrinkage, records in tried.items():
+        mine = [r for r in records if r["guard"] == concept_id]
+        scores[shrinkage] = (
+            [float(r["score"]) for r in mine if r["kind"] == "forget"],
+            [float(r["score"]) for r in mine if r["kind"] != "forget"],
+        )
+    return scores
+
+
+def fit_thresholds(records: Sequence[Record], calibrate: SplitCalibration) -> dict[str, float]:
     """Per concept (single-setting records of the calibration part): its fitted threshold."""
     positive: dict[str, list[float]] = defaultdict(list)
     negative: dict[str, dict[str, float]] = defaultdict(dict)
@@ -202,10 +243,11 @@ def fit_thresholds(
             positive[record["guard"]].append(score)
         else:
             negative[record["guard"]][record["probe_id"]] = score
-    if budget == "list":
-        return dict(sorted(list_thresholds(positive, negative, target_fpr).items()))
+    target, confidence = calibrate.target_fpr, calibrate.confidence
+    if calibrate.budget == "list":
+        return dict(sorted(list_thresholds(positive, negative, target, confidence).items()))
     return {
-        concept: choose_threshold(positive[concept], list(scores.values()), target_fpr)
+        concept: choose_threshold(positive[concept], list(scores.values()), target, confidence)
         for concept, scores in sorted(negative.items())
     }
 

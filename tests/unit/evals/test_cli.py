@@ -46,3 +46,12 @@ def test_user_errors_exit_2_with_one_line(
 ) -> None:
     assert main(["probes", "rwku:forget_level1", "--data-dir", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().out
+
+
+def test_detect_refuses_an_fpr_confidence_out_of_range(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["detect", "--benchmark", "rwku", "--targets", "1-2", "--data-dir", str(data_dir)]
+    argv += ["--out", str(tmp_path), "--calibrate-split", "0.5", "--fpr-confidence", "1.5"]
+    assert main(argv) == 2
+    assert "--fpr-confidence must be in [0.5, 1)" in capsys.readouterr().out

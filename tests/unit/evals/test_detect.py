@@ -13,6 +13,7 @@ from evals.detection.split_calibration import SplitCalibration, in_calibration_p
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
+from guards.thresholds import choose_threshold
 
 
 def _probe(
@@ -179,7 +180,9 @@ def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
     fit, _ = split_probes(probes, 0.5)
     background = [p for p in fit if p.kind is ProbeKind.UTILITY]
     assert min(sum(in_direction_fold(p.id) is f for p in background) for f in (True, False)) >= 50
-    assert summary["calibration"]["directions"] == {"topic": len(background)}
+    assert summary["calibration"]["directions"] == {
+        "topic": {"n_background": len(background), "shrinkage": 0.7}
+    }
     written = load_concepts(tmp_path / "concepts.calibrated.yaml").get("topic")
     assert written.direction is not None and written.direction.n_background == len(background)
     # the report part is scored against the written direction, not the plain centroid
@@ -187,6 +190,40 @@ def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
     probe = next(p for p in probes if p.id == rows[0]["probe_id"])
     expected = float(fake_encoder.encode([probe.prompt])[0] @ np.array(written.direction.vector))
     assert rows[0]["score"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_calibrate_split_keeps_the_picked_shrinkage_and_its_scores(
+    tmp_path: Path, fake_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evals.detection.split_calibration as split_calibration
+    from guards.concepts import load_concepts
+    from guards.direction import SHRINKAGES
+
+    tried: list[dict[float, tuple[list[float], list[float]]]] = []
+
+    def spy(scores: dict[float, tuple[list[float], list[float]]], target_fpr: float) -> float:
+        tried.append(scores)
+        return 0.3
+
+    monkeypatch.setattr(split_calibration, "pick_shrinkage", spy)
+    topic = Concept(id="topic", name="reef diving", match="centroid", examples=["coral dive"])
+    probes = [
+        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
+        for n in range(40)
+    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(300)]
+    summary = evaluate_detection(
+        ConceptList(concepts=[topic]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
+        progress=False, calibrate=SplitCalibration(0.5, 0.05),
+    )  # fmt: skip
+    (scores,) = tried
+    assert set(scores) == set(SHRINKAGES)
+    assert scores[0.3] != scores[0.9]  # each value's directions score differently
+    written = load_concepts(tmp_path / "concepts.calibrated.yaml").get("topic")
+    assert written.direction is not None and written.direction.shrinkage == 0.3
+    positive, negative = scores[0.3]
+    assert summary["calibration"]["thresholds"]["topic"] == choose_threshold(
+        positive, negative, 0.05
+    )
 
 
 def test_calibrate_split_with_the_learned_detector_fits_only_topic_concepts(
@@ -213,7 +250,7 @@ def test_calibrate_split_with_the_learned_detector_fits_only_topic_concepts(
 
 
 def test_a_list_budget_bounds_the_probes_any_concept_flags() -> None:
-    from evals.detection.split_calibration import fit_thresholds
+    from evals.detection.split_calibration import SplitCalibration, fit_thresholds
 
     # Both guards score the same 100 utility probes, each its own ten on top.
     def record(guard: str, pid: str, kind: str, score: float) -> dict[str, Any]:
@@ -228,5 +265,8 @@ def test_a_list_budget_bounds_the_probes_any_concept_flags() -> None:
         flagged = (r for r in records if r["score"] >= thresholds[r["guard"]])
         return len({r["probe_id"] for r in flagged if r["kind"] == "utility"})
 
-    assert union(fit_thresholds(records, 0.1)) == 20  # 10% each: the rates add up
-    assert union(fit_thresholds(records, 0.1, "list")) == 10
+    assert union(fit_thresholds(records, SplitCalibration(0.5, 0.1))) == 20  # the rates add up
+    assert union(fit_thresholds(records, SplitCalibration(0.5, 0.1, "list"))) == 10
+    # held at 90% confidence, 10% of 100 probes leaves room for 5 (Clopper-Pearson); each step
+    # of the shared rate adds one probe per guard, so 4 fit
+    assert union(fit_thresholds(records, SplitCalibration(0.5, 0.1, "list", 0.9))) == 4

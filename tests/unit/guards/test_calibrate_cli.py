@@ -322,13 +322,15 @@ def test_a_list_budget_counts_each_traffic_text_once_and_nothing_else(
 ) -> None:
     from guards.calibrate import Scores, list_rate, not_counted
 
-    settings = CalibrationSettings()
-    a = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(2, 0))  # type: ignore[arg-type]
-    b = ConceptCalibrator(ConceptList(concepts=[]), None, None, settings, items(0, 2))  # type: ignore[arg-type]
+    settings = CalibrationSettings(target_fpr=0.2)
     traffic = {f"t{i}" for i in range(10)}
     # in scope of "a": never counted; "b"'s hand negatives: counted only without traffic
-    assert not_counted([a, b], set()) == {"p0", "p1"}
-    assert not_counted([a, b], traffic) == {"p0", "p1", "n0", "n1"}
+    assert not_counted([items(2, 0), items(0, 2)], set()) == {"p0", "p1"}
+    uncounted = not_counted([items(2, 0), items(0, 2)], traffic)
+    assert uncounted == {"p0", "p1", "n0", "n1"}
+    empty = ConceptList(concepts=[])
+    a = ConceptCalibrator(empty, None, None, settings, items(2, 0), not_negative=uncounted)  # type: ignore[arg-type]
+    b = ConceptCalibrator(empty, None, None, settings, items(0, 2), not_negative=uncounted)  # type: ignore[arg-type]
     ordinary = {f"t{i}": 0.9 - i / 100 for i in range(10)}
     scores = {
         id(a): Scores([0.95, 0.9], {**ordinary, "p0": 0.99}),
@@ -337,7 +339,7 @@ def test_a_list_budget_counts_each_traffic_text_once_and_nothing_else(
     monkeypatch.setattr(ConceptCalibrator, "threshold_scores", lambda self: scores[id(self)])
     monkeypatch.setattr(ConceptCalibrator, "skipped", lambda self: None)
     # 20% of the ten traffic texts: both concepts flag the same two
-    assert list_rate([a, b], 0.2, not_counted([a, b], traffic)) == pytest.approx(2 / 10)
+    assert list_rate([a, b], settings) == pytest.approx(2 / 10)
 
 
 def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> None:
@@ -347,6 +349,17 @@ def test_cli_list_budget_says_the_rate_each_concept_got(fixture_copy: Path) -> N
     )  # fmt: skip
     assert status == 0
     assert "target FPR 0.2 for the list: each concept at" in out
+
+
+def test_cli_fpr_confidence_is_said_and_checked(fixture_copy: Path) -> None:
+    status, out = run_cli(
+        str(fixture_copy), "--dry-run", "--target-fpr", "0.2", "--fpr-confidence", "0.9",
+        "--concept", "harry-potter", "--folds", "3",
+    )  # fmt: skip
+    assert status == 0
+    assert "target FPR 0.2 at confidence 0.9" in out
+    with pytest.raises(CalibrationError, match="invalid option"):
+        run_cli(str(fixture_copy), "--dry-run", "--fpr-confidence", "0.3")
 
 
 def test_a_list_budget_reads_thresholds_off_the_traffic_only(

@@ -12,7 +12,14 @@ import pytest
 
 from guards.calibrate import CalibrationSettings, LabelledText, apply_results, calibrate
 from guards.concepts import Concept, ConceptList, Direction, load_concepts
-from guards.direction import MIN_BACKGROUND, centroid_texts, fit_direction
+from guards.direction import (
+    MIN_BACKGROUND,
+    SHRINKAGE,
+    SHRINKAGES,
+    centroid_texts,
+    fit_direction,
+    pick_shrinkage,
+)
 from guards.encoder import Encoder
 from guards.errors import CalibrationError, ConceptFileError
 from guards.guard import Guard
@@ -141,3 +148,47 @@ def test_calibrate_fits_a_direction_only_with_enough_background(
     reloaded = load_concepts(path).get("exploits")
     assert reloaded.direction == with_traffic.direction
     assert json.loads(reloaded.model_dump_json())["direction"]["encoder"] == encoder.name
+
+
+def test_the_default_shrinkage_stays_unless_another_is_clearly_better() -> None:
+    negative = [i / 100 for i in range(100)]  # thresholds at 5%: just above 0.95
+
+    def scores(hits: int, n: int = 400) -> tuple[list[float], list[float]]:
+        return [0.99] * hits + [0.5] * (n - hits), negative
+
+    # 90% vs 91.25%: within one standard error (1.4 points at n = 400), so the default stays
+    close = {0.3: scores(365), 0.5: scores(364), 0.7: scores(360), 0.9: scores(350)}
+    assert pick_shrinkage(close, 0.05) == SHRINKAGE
+    # 90% vs 96%: the nearest value within one error of the best, not the best itself
+    clear = {0.3: scores(384), 0.5: scores(381), 0.7: scores(360), 0.9: scores(300)}
+    assert pick_shrinkage(clear, 0.05) == 0.5
+    # with 20 in-scope texts one more caught is noise
+    few = {0.3: scores(18, 20), 0.5: scores(18, 20), 0.7: scores(17, 20), 0.9: scores(16, 20)}
+    assert pick_shrinkage(few, 0.05) == SHRINKAGE
+    with pytest.raises(CalibrationError, match="default"):
+        pick_shrinkage({0.5: scores(10)}, 0.05)
+
+
+def test_calibrate_stores_the_direction_at_the_picked_shrinkage(
+    monkeypatch: pytest.MonkeyPatch, encoder: Encoder
+) -> None:
+    import guards.calibrate as calibration
+
+    tried: list[set[float]] = []
+
+    def spy(scores: dict[float, object], target_fpr: float) -> float:
+        tried.append(set(scores))
+        return 0.5
+
+    monkeypatch.setattr(calibration, "pick_shrinkage", spy)
+    concept = Concept(
+        id="exploits", name="exploit development", match="centroid",
+        examples=[f"How do I write an exploit for vulnerability number {i}?" for i in range(12)],
+    )  # fmt: skip
+    traffic = [LabelledText(f"What is the capital of country number {i}?", None) for i in range(80)]
+    settings = CalibrationSettings(target_fpr=0.05)
+    [result] = calibrate(
+        ConceptList(concepts=[concept]), encoder, settings=settings, negatives=traffic
+    )
+    assert tried and all(t == set(SHRINKAGES) for t in tried)
+    assert result.direction is not None and result.direction.shrinkage == 0.5

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from guards.errors import CalibrationError
-from guards.thresholds import choose_threshold, list_thresholds
+from guards.thresholds import allowed_false_positives, choose_threshold, list_thresholds
 
 
 def test_threshold_maximises_recall_within_the_fpr_budget() -> None:
@@ -92,3 +92,25 @@ def test_texts_no_threshold_can_clear_count_against_the_list_budget() -> None:
     joint = list_thresholds({"a": [], "b": []}, negative, 0.05)
     assert len(union_flagged(negative, joint)) <= 4
     assert {"a0", "a1", "a2"} <= union_flagged(negative, joint)
+
+
+def test_a_confident_budget_holds_on_fresh_traffic_that_often() -> None:
+    # Out-of-scope scores uniform on [0, 1): a threshold t really flags 1 - t of fresh traffic.
+    def exceeded(confidence: float | None) -> float:
+        over = 0
+        for seed in range(300):
+            rng = random.Random(seed)
+            negative = [rng.random() for _ in range(400)]
+            over += 1.0 - choose_threshold((), negative, 0.05, confidence) > 0.05
+        return over / 300
+
+    assert 0.3 < exceeded(None) < 0.7  # the fitted rate: over budget about half the time
+    assert exceeded(0.9) <= 0.15
+
+
+def test_allowed_false_positives_is_the_clopper_pearson_count() -> None:
+    assert allowed_false_positives(789, 0.03) == 23
+    assert allowed_false_positives(789, 0.03, 0.9) == 17  # beta.ppf(0.9, 18, 772) <= 0.03
+    assert allowed_false_positives(20, 0.05, 0.9) == 0  # too few texts to show 5% at 90%
+    with pytest.raises(CalibrationError, match="confidence"):
+        allowed_false_positives(100, 0.05, 0.3)
