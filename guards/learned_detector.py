@@ -37,6 +37,7 @@ from guards.detector import (
 )
 from guards.encoder import Encoder
 from guards.index import VectorIndex
+from guards.names import Mentions
 from guards.naming import ConceptNamer
 from guards.scorer import FEATURES, LogisticScorer, Matrix
 
@@ -95,15 +96,16 @@ class LearnedDetector:
     def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
         """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding
         evidence. Whether a turn names a concept outright is :attr:`namer`'s question."""
-        matrix, best, _ = self._evidence(turns)
+        matrix, best, _ = self._evidence(turns, self.namer.names.mentions_by_text(turns))
         return matrix, best
 
     def _evidence(
-        self, turns: Sequence[str]
+        self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]]
     ) -> tuple[Matrix, list[Evidence | None], NDArray[np.float64]]:
-        """:meth:`features`, and the centroid concepts' similarities (best segment each)."""
+        """:meth:`features` (``by_turn``: the turns' name mentions), and the centroid
+        concepts' similarities (best segment each)."""
         matrix = np.zeros((len(self._ids), len(FEATURES)))
-        mentions = self.namer.names.mentions(turns)
+        mentions = self.namer.names.merged(by_turn)
         matrix[:, _COLUMN["name_bare"]] = [m.bare for m in mentions]
         matrix[:, _COLUMN["name_embedded"]] = [m.embedded for m in mentions]
         best: list[Evidence | None] = [None] * len(self._ids)
@@ -129,8 +131,9 @@ class LearnedDetector:
         started = time.perf_counter()
         if not self._ids or not any(t.strip() for t in turns):
             return Decision.allow(latency_ms=_ms(started))
-        matrix, best, central = self._evidence(turns)
-        namings = self.namer.first_namings(turns)
+        by_turn = self.namer.names.mentions_by_text(turns)
+        matrix, best, central = self._evidence(turns, by_turn)
+        namings = self.namer.first_namings(turns, by_turn)
         decisive = np.array([n is not None for n in namings], dtype=bool)
         scores = self._scorer.probabilities(matrix)
         scores[self._central] = central

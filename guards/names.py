@@ -92,19 +92,37 @@ class NameMatcher:
 
     def mentions(self, texts: Sequence[str]) -> list[Mentions]:
         """Per concept: the kinds of mention found in any of ``texts``."""
+        return self.merged(self.mentions_by_text(texts))
+
+    def merged(self, by_text: Sequence[Sequence[Mentions]]) -> list[Mentions]:
+        """Per concept, the mentions of :meth:`mentions_by_text` over all its texts."""
+        columns = zip(*by_text, strict=True) if by_text else ([] for _ in self._words)
+        return [
+            Mentions(
+                any(m.full for m in column),
+                any(m.bare for m in column),
+                any(m.embedded for m in column),
+            )
+            for column in columns
+        ]
+
+    def mentions_by_text(self, texts: Sequence[str]) -> list[list[Mentions]]:
+        """Per text, per concept: the kinds of mention found in that text."""
+        return [self._mentions(text) for text in texts]
+
+    def _mentions(self, text: str) -> list[Mentions]:
         full = [False] * len(self._words)
         bare = [False] * len(self._words)
         embedded = [False] * len(self._words)
-        for text in texts:
-            for run in _runs(text):
-                owners = {c for word in run for c in self._owners.get(word, ())}
-                for c in owners:
-                    if self._is_full(c, run):
-                        full[c] = True
-                    elif all(w in self._words[c] or w.lower() in PARTICLES for w in run):
-                        bare[c] = True
-                    else:
-                        embedded[c] = True
+        for run in _runs(text):
+            owners = {c for word in run for c in self._owners.get(word, ())}
+            for c in owners:
+                if self._is_full(c, run):
+                    full[c] = True
+                elif all(w in self._words[c] or w.lower() in PARTICLES for w in run):
+                    bare[c] = True
+                else:
+                    embedded[c] = True
         return [Mentions(f, b, e) for f, b, e in zip(full, bare, embedded, strict=True)]
 
     def _is_full(self, concept: int, run: list[str]) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from guards.concepts import ConceptList
-from guards.names import NameMatcher
+from guards.names import Mentions, NameMatcher
 from guards.normalize import AliasMatcher, NormalizedText
 
 ALIAS = "alias"
@@ -37,10 +37,15 @@ class ConceptNamer:
         self.aliases = AliasMatcher(forms)
         self.names = NameMatcher(forms)
 
-    def first_namings(self, turns: Sequence[str]) -> list[Naming | None]:
-        """Per concept: the first turn naming it, or ``None``."""
+    def first_namings(
+        self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]] | None = None
+    ) -> list[Naming | None]:
+        """Per concept: the first turn naming it, or ``None``. ``by_turn``: the turns'
+        :meth:`NameMatcher.mentions_by_text`, when the caller has them already."""
         views = [NormalizedText.of(t) for t in turns]
-        full = [[m.full for m in self.names.mentions([t])] for t in turns]
+        if by_turn is None:
+            by_turn = self.names.mentions_by_text(turns)
+        full = [[m.full for m in mentions] for mentions in by_turn]
         namings: list[Naming | None] = []
         for concept in range(self._count):
             found = None
