@@ -20,7 +20,9 @@ A ``match: centroid`` concept with at least ``MIN_BACKGROUND`` out-of-scope item
 fitted direction (:mod:`guards.direction`), under the same rule: each guard's direction is
 whitened on the out-of-scope items it may see, never on the ones it scores, so thresholds are
 read off scores the direction was not fitted on. Give a sample of ordinary traffic as
-``--negatives`` for that; a handful of hand-written negatives is too few.
+``--negatives`` for that; a handful of hand-written negatives is too few. The direction's
+shrinkage is picked with the threshold, on the same out-of-fold scores
+(:func:`guards.direction.pick_shrinkage`: the default unless another value is clearly better).
 """
 
 from __future__ import annotations
@@ -291,7 +293,8 @@ class ConceptCalibrator:
         return holdout_split(self.items, self._settings.holdout, self._settings.seed)
 
     def threshold_scores(self) -> Scores:
-        """The out-of-fold scores the stored threshold is read from (all items')."""
+        """The out-of-fold scores the stored threshold is read from (all items', at the
+        shrinkage picked on them)."""
         self._pick_shrinkage(self.items, ())
         return self.out_of_fold(self.items, ())
 
