@@ -15,6 +15,7 @@ Report detection numbers on the other targets only: they never shaped the weight
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,9 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
 
 def pick_threshold(
     probabilities: np.ndarray, rows: TrainingRows, max_neighbor: float, max_utility: float
-) -> float:
-    """Lowest threshold meeting both false-positive budgets (per probe, max over its rows)."""
+) -> float | None:
+    """Lowest threshold of 0.05, 0.06, ..., 0.99 meeting both false-positive budgets (per
+    probe, max over its rows), or ``None`` when none does."""
     for percent in range(5, 100):
         threshold = percent / 100
         flagged = probabilities >= threshold
@@ -100,7 +102,7 @@ def pick_threshold(
                 ok = ok and probes_flagged / probes_total <= budget
         if ok:
             return threshold
-    return 0.99
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     weights, bias = fit_logistic(rows.features, rows.labels)
     probabilities = LogisticScorer(weights, bias).probabilities(rows.features)
     threshold = pick_threshold(probabilities, rows, args.max_neighbor_fpr, args.max_utility_fpr)
+    if threshold is None:
+        print(
+            f"warning: no threshold up to 0.99 keeps the training rows within "
+            f"--max-neighbor-fpr {args.max_neighbor_fpr} and --max-utility-fpr "
+            f"{args.max_utility_fpr}; writing 0.99 (raise a budget, or add training targets)",
+            file=sys.stderr,
+        )
+        threshold = 0.99
     scorer = LogisticScorer(weights, bias, threshold, f"RWKU targets {args.train}")
     args.out.write_text(scorer.to_json())
     print(scorer.to_json())

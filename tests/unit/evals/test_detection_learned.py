@@ -73,6 +73,8 @@ def test_pick_threshold_respects_both_false_positive_budgets() -> None:
     probabilities = np.array([0.95, 0.6, 0.2, 0.3, 0.1])
     assert pick_threshold(probabilities, rows, 0.5, 0.0) == 0.31
     assert pick_threshold(probabilities, rows, 0.0, 0.0) == 0.61
+    probabilities[1] = 0.999  # no threshold up to 0.99 keeps this neighbour out
+    assert pick_threshold(probabilities, rows, 0.0, 0.0) is None
 
 
 def test_first_per_set_caps_only_the_given_kind() -> None:
