@@ -126,8 +126,9 @@ def add_fpr_options(parser: argparse.ArgumentParser, *, default: float, target_h
         metavar="C",
         help="hold T at confidence C (e.g. 0.9): the one-sided Clopper-Pearson upper bound of "
         "the false-positive rate must be within T, so the budget also holds on fresh traffic "
-        "about C of the time; costs recall (default: the rate on the fitted items, which fresh "
-        "traffic exceeds about half the time)",
+        "about C of the time; costs recall, and with too few out-of-scope items the strictest "
+        "threshold is used (default: the rate on the fitted items, which fresh traffic exceeds "
+        "about half the time)",
     )
 
 
