@@ -249,7 +249,13 @@ def _detect(args: argparse.Namespace) -> int:
         calibrate=calibration,
     )
     if summary["calibration"]:
-        print(f"thresholds fitted on the calibration part: {summary['calibration']['thresholds']}")
+        fitted = summary["calibration"]
+        print(f"thresholds fitted on the calibration part: {fitted['thresholds']}")
+        for concept_id, direction in fitted["directions"].items():
+            print(
+                f"  {concept_id}: direction whitened on {direction['n_background']} "
+                f"out-of-scope probes, shrinkage {direction['shrinkage']:g}"
+            )
     print(format_table(summary["settings"]))
     print(json.dumps(summary["timing"], indent=2))
     print(f"wrote {args.out}")

@@ -195,7 +195,12 @@ def print_results(
             f"{result.concept_id:<24} {fitted.threshold:>9.3f} {fitted.precision:>9.3f} "
             f"{fitted.recall:>7.3f} {result.false_positive_rate:>6.3f}  "
             f"{fitted.n_positive:>5}/{fitted.n_negative:<5}  {fitted.split}"
-            + (f"; direction on {result.direction.n_background}" if result.direction else ""),
+            + (
+                f"; direction on {result.direction.n_background} "
+                f"(shrinkage {result.direction.shrinkage:g})"
+                if result.direction
+                else ""
+            ),
             file=out,
         )
     budget = f"target FPR {settings.target_fpr:g}"

@@ -192,3 +192,39 @@ def test_calibrate_stores_the_direction_at_the_picked_shrinkage(
     )
     assert tried and all(t == set(SHRINKAGES) for t in tried)
     assert result.direction is not None and result.direction.shrinkage == 0.5
+
+
+def test_the_cli_says_each_directions_shrinkage(tmp_path: Path) -> None:
+    import argparse
+    import io
+
+    from guards.cli import register
+
+    concept = Concept(
+        id="exploits", name="exploit development", match="centroid",
+        examples=[f"How do I write an exploit for vulnerability number {i}?" for i in range(12)],
+    )  # fmt: skip
+    concepts = tmp_path / "concepts.yaml"
+    concepts.write_text(ConceptList(concepts=[concept]).to_yaml())
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text(
+        "".join(
+            json.dumps({"text": f"What is the capital of country {i}?"}) + "\n" for i in range(80)
+        )
+    )
+    parser = argparse.ArgumentParser(prog="nescio")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        [
+            "calibrate",
+            str(concepts),
+            "--negatives",
+            str(traffic),
+            "--dry-run",
+            "--target-fpr",
+            "0.05",
+        ]
+    )
+    out = io.StringIO()
+    assert args.handler(args, out) == 0
+    assert "direction on 80 (shrinkage 0.7)" in out.getvalue()
