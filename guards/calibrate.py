@@ -249,17 +249,16 @@ class ConceptCalibrator:
         guard."""
         self._pick_shrinkage(items, held_out)
         scores = self.out_of_fold(items, held_out)
-        return choose_threshold(
-            scores.positive, self._counted(scores), self._target_fpr, self._confidence
-        )
+        negative = list(self._counted(scores).values())
+        return choose_threshold(scores.positive, negative, self._target_fpr, self._confidence)
 
-    def _counted(self, scores: Scores) -> list[float]:
-        return [v for t, v in scores.negative.items() if t not in self._not_negative]
+    def _counted(self, scores: Scores) -> dict[str, float]:
+        """``scores``' out-of-scope texts that count against the budget."""
+        return {t: v for t, v in scores.negative.items() if t not in self._not_negative}
 
     def counted_negatives(self) -> dict[str, float]:
         """:meth:`threshold_scores` of the out-of-scope texts that count against the budget."""
-        scores = self.threshold_scores().negative
-        return {t: v for t, v in scores.items() if t not in self._not_negative}
+        return self._counted(self.threshold_scores())
 
     def _pick_shrinkage(self, items: Sequence[Item], held_out: Sequence[Item]) -> None:
         """:func:`guards.direction.pick_shrinkage` over out-of-fold scores of ``items`` at each of
@@ -271,7 +270,7 @@ class ConceptCalibrator:
         for shrinkage in SHRINKAGES:
             self._shrinkage = shrinkage
             scores = self.out_of_fold(items, held_out)
-            tried[shrinkage] = (scores.positive, self._counted(scores))
+            tried[shrinkage] = (scores.positive, list(self._counted(scores).values()))
         self._shrinkage = pick_shrinkage(tried, self._settings.target_fpr * self._share)
 
     def _class_sizes(self) -> tuple[int, int]:

@@ -223,16 +223,16 @@ def _scores(
     """Per shrinkage, one concept's in-scope and out-of-scope calibration scores."""
     scores: dict[float, tuple[list[float], list[float]]] = {}
     for shrinkage, records in tried.items():
-        mine = [r for r in records if r["guard"] == concept_id]
-        scores[shrinkage] = (
-            [float(r["score"]) for r in mine if r["kind"] == "forget"],
-            [float(r["score"]) for r in mine if r["kind"] != "forget"],
-        )
+        positive, negative = _by_guard(records)
+        scores[shrinkage] = (positive[concept_id], list(negative[concept_id].values()))
     return scores
 
 
-def fit_thresholds(records: Sequence[Record], calibrate: SplitCalibration) -> dict[str, float]:
-    """Per concept (single-setting records of the calibration part): its fitted threshold."""
+def _by_guard(
+    records: Sequence[Record],
+) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """Single-setting scores per guard: of its in-scope probes, and of its out-of-scope ones by
+    probe id."""
     positive: dict[str, list[float]] = defaultdict(list)
     negative: dict[str, dict[str, float]] = defaultdict(dict)
     for record in records:
@@ -243,6 +243,12 @@ def fit_thresholds(records: Sequence[Record], calibrate: SplitCalibration) -> di
             positive[record["guard"]].append(score)
         else:
             negative[record["guard"]][record["probe_id"]] = score
+    return positive, negative
+
+
+def fit_thresholds(records: Sequence[Record], calibrate: SplitCalibration) -> dict[str, float]:
+    """Per concept (single-setting records of the calibration part): its fitted threshold."""
+    positive, negative = _by_guard(records)
     target, confidence = calibrate.target_fpr, calibrate.confidence
     if calibrate.budget == "list":
         return dict(sorted(list_thresholds(positive, negative, target, confidence).items()))

@@ -159,6 +159,14 @@ def _utility_text(n: int) -> str:
     return " ".join(words[(n // 9**k) % len(words)] for k in range(3))  # 300 distinct texts
 
 
+def _reef_probes() -> list[Probe]:
+    """40 in-scope probes of the "topic" concept and 300 distinct utility probes."""
+    return [
+        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
+        for n in range(40)
+    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(300)]
+
+
 def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
     tmp_path: Path, fake_encoder: Encoder
 ) -> None:
@@ -169,10 +177,7 @@ def test_calibrate_split_whitens_centroid_concepts_on_out_of_scope_probes_only(
         id="topic", name="reef diving", match="centroid",
         examples=["coral reef diving survey", "reef bleaching dive log"],
     )  # fmt: skip
-    probes = [
-        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
-        for n in range(40)
-    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(300)]
+    probes = _reef_probes()
     summary = evaluate_detection(
         ConceptList(concepts=[topic]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
         progress=False, calibrate=SplitCalibration(0.5, 0.05),
@@ -207,10 +212,7 @@ def test_calibrate_split_keeps_the_picked_shrinkage_and_its_scores(
 
     monkeypatch.setattr(split_calibration, "pick_shrinkage", spy)
     topic = Concept(id="topic", name="reef diving", match="centroid", examples=["coral dive"])
-    probes = [
-        _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
-        for n in range(40)
-    ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(300)]
+    probes = _reef_probes()
     summary = evaluate_detection(
         ConceptList(concepts=[topic]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
         progress=False, calibrate=SplitCalibration(0.5, 0.05),
