@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evals.detection.scorer_budgets import add_budget_options
 from guards.cli import add_fpr_options
 from guards.memo_encoder import DEFAULT_CACHE
 
@@ -172,8 +173,9 @@ def add_detect_command(commands: SubParsers) -> None:
         "--utility-per-set",
         type=int,
         metavar="N",
-        help="check only the first N probes of each utility set (after --targets); RWKU's "
-        "utility sets hold ~21,000 prompts, most of the encoding time",
+        help="check only the first N probes of each utility set (after --targets; with "
+        "--cross-fit, of each fold); RWKU's utility sets hold ~21,000 prompts, most of the "
+        "encoding time",
     )
     parser.add_argument(
         "--calibrate-split",
@@ -184,6 +186,17 @@ def add_detect_command(commands: SubParsers) -> None:
         "learned: the 'match: centroid' concepts only)",
     )
     add_fpr_options(parser, default=0.03, target_help="false-positive budget for --calibrate-split")
+    parser.add_argument(
+        "--cross-fit",
+        type=int,
+        metavar="K",
+        help="with --detector learned: cut the concepts into K contiguous folds, fit a scorer "
+        "on the probes of the other folds for each (as `python -m evals.detection.fit_scorer` "
+        "does) and check every fold with its own, so every target is reported by a scorer "
+        "that never saw it (RWKU --targets 1-100 --cross-fit 2: fitted on 51-100 for 1-50, "
+        "and on 1-50 for 51-100)",
+    )
+    add_budget_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
     parser.set_defaults(handler=_detect)
@@ -191,6 +204,7 @@ def add_detect_command(commands: SubParsers) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     from evals.concept_sources import write_concepts
+    from evals.detection.cross_fit import CrossFit
     from evals.detection.evaluate import evaluate_detection
     from evals.detection.plan import Setting
     from evals.detection.split_calibration import SplitCalibration
@@ -223,7 +237,7 @@ def _detect(args: argparse.Namespace) -> int:
     if not specs:
         raise EvalError("no probe sets: give --probes SPEC (repeatable)")
     probes = _load_all(args, specs)
-    if args.utility_per_set is not None:
+    if args.utility_per_set is not None and args.cross_fit is None:
         probes = first_per_set(probes, ProbeKind.UTILITY, args.utility_per_set)
     settings = [Setting.SINGLE, Setting.ALL] if args.setting == "both" else [Setting(args.setting)]
     calibration = None
@@ -235,6 +249,10 @@ def _detect(args: argparse.Namespace) -> int:
         calibration = SplitCalibration(
             args.calibrate_split, args.target_fpr, args.fpr_budget, args.fpr_confidence
         )
+    if args.cross_fit is not None and not all(
+        0.0 <= budget <= 1.0 for budget in (args.max_neighbor_fpr, args.max_utility_fpr)
+    ):
+        raise EvalError("--max-neighbor-fpr and --max-utility-fpr must be in [0, 1]")
     summary = evaluate_detection(
         concepts,
         probes,
@@ -247,7 +265,19 @@ def _detect(args: argparse.Namespace) -> int:
         detector=args.detector,
         scorer=LogisticScorer.load(args.scorer) if args.scorer else DEFAULT_SCORER,
         calibrate=calibration,
+        cross_fit=None
+        if args.cross_fit is None
+        else CrossFit(
+            args.cross_fit, args.max_neighbor_fpr, args.max_utility_fpr, args.utility_per_set
+        ),
     )
+    for number, fold in enumerate((summary["cross_fit"] or {}).get("folds", [])):
+        first, last = fold["concepts"]
+        print(
+            f"fold {number} ({first} .. {last}, {fold['n_concepts']} concepts): scorer fitted "
+            f"on {fold['n_training_probes']} probes of the other folds, threshold "
+            f"{fold['scorer']['threshold']:.2f}; reports {fold['n_report_probes']} probes"
+        )
     if summary["calibration"]:
         fitted = summary["calibration"]
         print(f"thresholds fitted on the calibration part: {fitted['thresholds']}")

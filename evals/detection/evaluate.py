@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evals.detection.cross_fit import CrossFit, cross_fitted_records
 from evals.detection.curve import CURVE_FILE, operating_curve, plot_curve
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, run_jobs
@@ -46,17 +47,25 @@ def evaluate_detection(
     detector: DetectorKind = "embedding",
     scorer: LogisticScorer = DEFAULT_SCORER,
     calibrate: SplitCalibration | None = None,
+    cross_fit: CrossFit | None = None,
 ) -> dict[str, Any]:
     """Run every setting, write items/summary/table (and the operating curve of the single
     setting, :mod:`evals.detection.curve`) under ``out_dir``, return the summary.
 
     With ``calibrate``, per-concept thresholds are first fitted on the calibration part of the
     probes and everything is reported on the other part (:mod:`evals.detection.split_calibration`);
-    the calibrated concept list is written to ``out_dir`` too.
+    the calibrated concept list is written to ``out_dir`` too. With ``cross_fit`` (learned
+    detector only), ``scorer`` is not used: each fold of concepts is checked with a scorer fitted
+    on the other folds' probes (:mod:`evals.detection.cross_fit`).
     """
     started = time.perf_counter()
     encoder = memoized(encoder, cache_dir)  # one vector store, loaded once for every step
     calibration: dict[str, Any] | None = None
+    if cross_fit is not None and (detector != "learned" or calibrate is not None):
+        raise EvalError(
+            "--cross-fit fits the learned detector's scorer: use it with --detector learned "
+            "and without --calibrate-split"
+        )
     if calibrate is not None:
         if detector != "embedding" and not any(c.match == "centroid" for c in concepts.concepts):
             raise EvalError(
@@ -66,17 +75,30 @@ def evaluate_detection(
         concepts, probes, calibration = fit_on_split(
             concepts, probes, calibrate, encoder, cache_dir, text_field, progress, detector
         )
-    jobs = plan(concepts, probes, settings)
-    records, timing = run_jobs(
-        concepts,
-        jobs,
-        encoder,
-        cache_dir=cache_dir,
-        text_field=text_field,
-        progress=progress,
-        detector=detector,
-        scorer=scorer,
-    )
+    folds: list[dict[str, Any]] | None = None
+    if cross_fit is not None:
+        records, timing, jobs, folds = cross_fitted_records(
+            concepts,
+            probes,
+            settings,
+            encoder,
+            cross_fit,
+            cache_dir=cache_dir,
+            text_field=text_field,
+            progress=progress,
+        )
+    else:
+        jobs = plan(concepts, probes, settings)
+        records, timing = run_jobs(
+            concepts,
+            jobs,
+            encoder,
+            cache_dir=cache_dir,
+            text_field=text_field,
+            progress=progress,
+            detector=detector,
+            scorer=scorer,
+        )
     summary: dict[str, Any] = {
         "settings": summarize(records),
         "n_concepts": len(concepts.concepts),
@@ -86,7 +108,8 @@ def evaluate_detection(
         "excluded_identical_to_examples": sum(job.excluded for job in jobs),
         "text_field": text_field,
         "detector": detector,
-        "scorer": json.loads(scorer.to_json()) if detector == "learned" else None,
+        "scorer": json.loads(scorer.to_json()) if detector == "learned" and not folds else None,
+        "cross_fit": None if cross_fit is None else {**asdict(cross_fit), "folds": folds},
         "encoder": encoder.name,
         "timing": {**asdict(timing), "wall_s": time.perf_counter() - started},
     }
@@ -95,7 +118,10 @@ def evaluate_detection(
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     (out_dir / TABLE_FILE).write_text(format_table(summary["settings"]))
     if summary["curve"] is not None:
-        plot_curve(summary["curve"], out_dir / CURVE_FILE, f"{detector} detector, single setting")
+        title = f"{detector} detector, single setting"
+        if folds:
+            title += f", {len(folds)} cross-fitted scorers"
+        plot_curve(summary["curve"], out_dir / CURVE_FILE, title)
     if calibration is not None:
         fitted = calibrated_list(
             concepts,

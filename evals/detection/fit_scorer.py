@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,12 @@ from tqdm import tqdm
 from evals.concept_sources import write_concepts
 from evals.concept_sources.base import concept_ids_for
 from evals.concept_sources.rwku import build
+from evals.detection.run import TextField, probe_text
+from evals.detection.scorer_budgets import MAX_NEIGHBOR_FPR, MAX_UTILITY_FPR, add_budget_options
 from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
 from evals.probes import Probe, ProbeKind, first_per_set
+from guards.concepts import ConceptList
 from guards.encoder import load_encoder
 from guards.guard import build_index
 from guards.learned_detector import LearnedDetector, question_segments
@@ -47,7 +51,14 @@ class TrainingRows:
     concepts: np.ndarray
 
 
-def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]) -> TrainingRows:
+def training_rows(
+    detector: LearnedDetector,
+    ids: list[str],
+    probes: Sequence[Probe],
+    text_field: TextField = "prompt",
+    *,
+    progress: bool = True,
+) -> TrainingRows:
     """Feature rows as described in the module docstring, tagged with kind, probe number and
     concept column."""
     column = {cid: i for i, cid in enumerate(ids)}
@@ -56,9 +67,10 @@ def training_rows(detector: LearnedDetector, ids: list[str], probes: list[Probe]
     kinds: list[str] = []
     owners: list[int] = []
     about: list[int] = []
-    for n, probe in enumerate(tqdm(probes, desc="features", unit="probe")):
-        matrix, _ = detector.features([probe.prompt])
-        named = detector.namer.named([probe.prompt])
+    for n, probe in enumerate(tqdm(probes, desc="features", unit="probe", disable=not progress)):
+        text = probe_text(probe, text_field)
+        matrix, _ = detector.features([text])
+        named = detector.namer.named([text])
         own = [column[c] for c in concept_ids_for(probe) if c in column]
         strength = matrix[:, FEATURES.index("sim_corpus")].copy()
         if probe.kind is ProbeKind.UTILITY:
@@ -105,14 +117,62 @@ def pick_threshold(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class FittedScorer:
+    """A scorer fitted by :func:`fit_scorer`; ``budgets_met`` is False when no threshold up to
+    0.99 kept the training rows within both false-positive budgets (it is then 0.99)."""
+
+    scorer: LogisticScorer
+    budgets_met: bool
+    rows_per_kind: dict[str, int]
+
+
+def fit_scorer(
+    concepts: ConceptList,
+    probes: Sequence[Probe],
+    encoder: MemoEncoder,
+    *,
+    max_neighbor_fpr: float = MAX_NEIGHBOR_FPR,
+    max_utility_fpr: float = MAX_UTILITY_FPR,
+    fitted_on: str = "",
+    text_field: TextField = "prompt",
+    progress: bool = True,
+) -> FittedScorer:
+    """Fit the scorer on ``probes`` with every one of ``concepts`` guarded at once (the rows of
+    the module docstring), and pick its threshold within the two false-positive budgets."""
+    index = build_index(concepts, encoder, progress=progress)
+    encoder.prefetch(
+        (s.text for p in probes for s in question_segments([probe_text(p, text_field)])),
+        progress=progress,
+        desc="encoding training probes",
+    )
+    encoder.save()
+    ids = [c.id for c in concepts.concepts]
+    detector = LearnedDetector(concepts, encoder, index, PLACEHOLDER)
+    rows = training_rows(detector, ids, probes, text_field, progress=progress)
+    weights, bias = fit_logistic(rows.features, rows.labels)
+    probabilities = LogisticScorer(weights, bias).probabilities(rows.features)
+    threshold = pick_threshold(probabilities, rows, max_neighbor_fpr, max_utility_fpr)
+    kinds = {k: int((rows.kinds == k).sum()) for k in ("forget", "neighbor", "utility")}
+    scorer = LogisticScorer(weights, bias, threshold or 0.99, fitted_on)
+    return FittedScorer(scorer, threshold is not None, kinds)
+
+
+def unmet_budgets_warning(max_neighbor_fpr: float, max_utility_fpr: float) -> str:
+    return (
+        f"warning: no threshold up to 0.99 keeps the training rows within "
+        f"--max-neighbor-fpr {max_neighbor_fpr} and --max-utility-fpr "
+        f"{max_utility_fpr}; using 0.99 (raise a budget, or add training targets)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", default="1-50", help="RWKU training targets (default 1-50)")
     parser.add_argument("--exclude", default="51-100", help="targets whose utility items to skip")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, required=True, help="scorer JSON to write")
-    parser.add_argument("--max-neighbor-fpr", type=float, default=0.03)
-    parser.add_argument("--max-utility-fpr", type=float, default=0.001)
+    add_budget_options(parser)
     parser.add_argument("--utility-per-set", type=int, default=200, help="first N of each set")
     parser.add_argument(
         "--cache-dir",
@@ -136,31 +196,19 @@ def main(argv: list[str] | None = None) -> int:
         concepts = write_concepts(
             build(args.data_dir, train, CORPUS_DIR), Path(folder) / "concepts.yaml"
         )
-        index = build_index(concepts, encoder, progress=True)
-    encoder.prefetch(
-        (s.text for p in probes for s in question_segments([p.prompt])),
-        progress=True,
-        desc="encoding probes",
-    )
-    ids = [c.id for c in concepts.concepts]
-    encoder.save()
-    rows = training_rows(LearnedDetector(concepts, encoder, index, PLACEHOLDER), ids, probes)
-    weights, bias = fit_logistic(rows.features, rows.labels)
-    probabilities = LogisticScorer(weights, bias).probabilities(rows.features)
-    threshold = pick_threshold(probabilities, rows, args.max_neighbor_fpr, args.max_utility_fpr)
-    if threshold is None:
-        print(
-            f"warning: no threshold up to 0.99 keeps the training rows within "
-            f"--max-neighbor-fpr {args.max_neighbor_fpr} and --max-utility-fpr "
-            f"{args.max_utility_fpr}; writing 0.99 (raise a budget, or add training targets)",
-            file=sys.stderr,
+        fitted = fit_scorer(
+            concepts,
+            probes,
+            encoder,
+            max_neighbor_fpr=args.max_neighbor_fpr,
+            max_utility_fpr=args.max_utility_fpr,
+            fitted_on=f"RWKU targets {args.train}",
         )
-        threshold = 0.99
-    scorer = LogisticScorer(weights, bias, threshold, f"RWKU targets {args.train}")
-    args.out.write_text(scorer.to_json())
-    print(scorer.to_json())
-    kinds = {k: int((rows.kinds == k).sum()) for k in ("forget", "neighbor", "utility")}
-    print(f"training rows per kind: {kinds}")
+    if not fitted.budgets_met:
+        print(unmet_budgets_warning(args.max_neighbor_fpr, args.max_utility_fpr), file=sys.stderr)
+    args.out.write_text(fitted.scorer.to_json())
+    print(fitted.scorer.to_json())
+    print(f"training rows per kind: {fitted.rows_per_kind}")
     return 0
 
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from evals.concept_sources import concept_ids_for
 from evals.detection.plan import Job
-from evals.probes import Probe
+from evals.probes import Probe, ProbeKind
 from guards.concepts import ConceptList
 from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
@@ -112,7 +112,9 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
     ``output_flagged``: the output guard (:class:`guards.output_guard.LeakScanner`) would withhold
     the probe's reference answer, a stand-in for a model that knows it. ``names_other``: the
     probe names (alias or full name) a guarded concept it is not labelled with, e.g. a neighbour
-    question about a co-star who is a target too; flagging it is arguably right.
+    question about a co-star who is a target too; ``names_own``: a probe that should pass (not a
+    forget probe) names its own target, by alias, full name or bare surname ("Johnson starred in
+    the HBO series ___" among Dwayne Johnson's neighbours). Flagging either is arguably right.
     """
     guard_label = job.concept_ids[0] if len(job.concept_ids) == 1 else "all"
     ids = [c.id for c in guard.concepts.concepts]
@@ -121,6 +123,7 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
         decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
         named = guard.named([text])
+        mentions = guard.namer.names.mentions([text])
         leak = guard.leak_scanner([text], named).leaked(reference_answer(probe))
         yield {
             "setting": job.setting.value,
@@ -142,5 +145,10 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
             "output_flagged": leak is not None,
             "names_other": any(
                 hit and cid not in expected for cid, hit in zip(ids, named, strict=True)
+            ),
+            "names_own": probe.kind is not ProbeKind.FORGET
+            and any(
+                (hit or mention.bare) and cid in expected
+                for cid, hit, mention in zip(ids, named, mentions, strict=True)
             ),
         }

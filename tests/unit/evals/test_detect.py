@@ -105,13 +105,16 @@ def test_output_guard_stand_in_and_probes_naming_another_concept(
         # a neighbour of reef that names the other guarded concept: flagged, but "named other"
         _probe("n3", ProbeKind.NEIGHBOR, "Did Tomas Brandt ever visit?", ("reef",)),
         _probe("n4", ProbeKind.NEIGHBOR, "How tall is the Eiffel tower?", ("reef",)),
+        # neighbours of reef that name reef itself, by surname alone or in full: "named own"
+        _probe("n5", ProbeKind.NEIGHBOR, "Which museum bought a Voss painting?", ("reef",)),
+        _probe("n6", ProbeKind.NEIGHBOR, "Did Elara Voss sell her boat?", ("reef",)),
     ]
     summary = evaluate_detection(
         CONCEPTS, probes, [Setting.ALL], fake_encoder, tmp_path, progress=False
     )
     block = summary["settings"]["all"]["by_kind"]
     assert block["forget"]["rate"] == 0.0 and block["forget"]["rate_with_output"] == 0.5
-    assert block["neighbor"]["rate"] == 0.5
+    assert block["forget"]["n_unnamed"] == 2  # forget probes naming their target stay counted
     assert block["neighbor"]["n_unnamed"] == 1 and block["neighbor"]["rate_unnamed"] == 0.0
     assert "+output" in (tmp_path / "detect_table.txt").read_text()
 
