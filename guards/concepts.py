@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -174,6 +175,12 @@ class ConceptList(BaseModel):
             if concept.id == concept_id:
                 return concept
         raise KeyError(concept_id)
+
+    def subset(self, ids: Sequence[str]) -> ConceptList:
+        """The same list (defaults, corpus folder) holding only ``ids``, in that order."""
+        return ConceptList(
+            defaults=self.defaults, concepts=[self.get(cid) for cid in ids], base_dir=self.base_dir
+        )
 
     def policy_of(self, concept: Concept) -> Policy:
         return concept.policy or self.defaults.policy

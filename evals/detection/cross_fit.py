@@ -114,7 +114,7 @@ def cross_fitted_records(
     ):
         others = [c for c in concepts.concepts if c.id not in fold.concept_ids]
         fitted = fit_scorer(
-            _subset(concepts, [c.id for c in others]),
+            concepts.subset([c.id for c in others]),
             fold.training,
             encoder,
             max_neighbor_fpr=cross_fit.max_neighbor_fpr,
@@ -128,7 +128,7 @@ def cross_fitted_records(
             print(f"fold {number}: {warning}", file=sys.stderr)
         jobs: list[Job] = []
         if Setting.SINGLE in settings:
-            jobs += plan(_subset(concepts, fold.concept_ids), fold.report, [Setting.SINGLE])
+            jobs += plan(concepts.subset(fold.concept_ids), fold.report, [Setting.SINGLE])
         if Setting.ALL in settings:
             jobs += plan(concepts, fold.report, [Setting.ALL])
         fold_records, timing = run_jobs(
@@ -161,14 +161,6 @@ def cross_fitted_records(
         )
     total = Timing(*(sum(getattr(t, f.name) for t in timings) for f in fields(Timing)))
     return records, total, jobs_run, folds
-
-
-def _subset(concepts: ConceptList, ids: Sequence[str]) -> ConceptList:
-    return ConceptList(
-        defaults=concepts.defaults,
-        concepts=[concepts.get(cid) for cid in ids],
-        base_dir=concepts.base_dir,
-    )
 
 
 def _hash_fold(probe_id: str, k: int) -> int:

@@ -92,11 +92,7 @@ def check_all(
         key = (conversation.concept_id,) if setting is Setting.SINGLE else ()
         groups[key].append(conversation)
     for ids, members in groups.items():
-        subset = ConceptList(
-            defaults=concepts.defaults,
-            concepts=[concepts.get(cid) for cid in ids] if ids else concepts.concepts,
-            base_dir=concepts.base_dir,
-        )
+        subset = concepts.subset(ids) if ids else concepts
         guard = Guard.build(subset, encoder=encoder, cache_dir=cache_dir, detector=detector)
         for conversation in members:
             turns = turns_of_messages(conversation.messages)

@@ -70,12 +70,7 @@ def run_jobs(
     with tqdm(total=total, desc="checking probes", unit="probe", disable=not progress) as bar:
         for job in jobs:
             t0 = time.perf_counter()
-            subset = ConceptList(
-                defaults=concepts.defaults,
-                concepts=[concepts.get(cid) for cid in job.concept_ids],
-                base_dir=concepts.base_dir,
-            )
-            guard = _guard(subset, memo, cache_dir, detector, scorer)
+            guard = _guard(concepts.subset(job.concept_ids), memo, cache_dir, detector, scorer)
             t1 = time.perf_counter()
             records.extend(_check_all(guard, job, text_field))
             t2 = time.perf_counter()

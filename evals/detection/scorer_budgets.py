@@ -19,12 +19,14 @@ def add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-neighbor-fpr",
         type=float,
+        metavar="F",
         default=MAX_NEIGHBOR_FPR,
         help=f"training neighbour false-positive budget (default {MAX_NEIGHBOR_FPR})",
     )
     parser.add_argument(
         "--max-utility-fpr",
         type=float,
+        metavar="F",
         default=MAX_UTILITY_FPR,
         help=f"training utility false-positive budget (default {MAX_UTILITY_FPR})",
     )

@@ -55,3 +55,12 @@ def test_detect_refuses_an_fpr_confidence_out_of_range(
     argv += ["--out", str(tmp_path), "--calibrate-split", "0.5", "--fpr-confidence", "1.5"]
     assert main(argv) == 2
     assert "--fpr-confidence must be in [0.5, 1)" in capsys.readouterr().out
+
+
+def test_detect_refuses_a_cross_fit_budget_out_of_range(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["detect", "--benchmark", "rwku", "--targets", "1-2", "--data-dir", str(data_dir)]
+    argv += ["--out", str(tmp_path), "--detector", "learned", "--cross-fit", "2"]
+    assert main([*argv, "--max-utility-fpr", "2"]) == 2
+    assert "--max-neighbor-fpr and --max-utility-fpr must be in [0, 1]" in capsys.readouterr().out

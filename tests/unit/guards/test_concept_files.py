@@ -149,3 +149,13 @@ def test_messages_never_carry_concept_contents(tmp_path: Path) -> None:
     secret = "lives at 14 Juniper Lane"
     error = load_text(tmp_path, HEADER + f"    description: {secret}\n    policy: nope\n")
     assert secret not in str(error)
+
+
+def test_subset_keeps_defaults_and_corpus_folder_in_the_order_asked() -> None:
+    concepts = load_concepts(CONCEPTS_FILE)
+    ids = [c.id for c in concepts.concepts][::-1][:2]
+    subset = concepts.subset(ids)
+    assert [c.id for c in subset.concepts] == ids
+    assert subset.defaults == concepts.defaults and subset.base_dir == concepts.base_dir
+    with pytest.raises(KeyError):
+        concepts.subset(["no-such-concept"])
