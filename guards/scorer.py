@@ -43,18 +43,33 @@ Matrix = NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class LogisticScorer:
-    """``p = sigmoid(weights . features + bias)``; in scope when ``p >= threshold``."""
+    """``p = sigmoid(weights . features + bias)``; in scope when ``p >= threshold``.
+
+    ``encoder`` names the encoder whose similarities the weights were fitted on ("" when not
+    recorded, as in scorer files written before it was): similarities of another encoder have
+    another scale, so :meth:`check_encoder` refuses the pairing.
+    """
 
     weights: tuple[float, ...]
     bias: float
     threshold: float = 0.5
     fitted_on: str = ""
+    encoder: str = ""
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
             raise GuardError(f"scorer needs {len(FEATURES)} weights ({', '.join(FEATURES)})")
         if not 0.0 < self.threshold < 1.0:
             raise GuardError("scorer threshold must be a probability strictly between 0 and 1")
+
+    def check_encoder(self, encoder: str) -> None:
+        """Raise :class:`GuardError` unless this scorer was fitted on ``encoder``'s similarities."""
+        if self.encoder and self.encoder != encoder:
+            raise GuardError(
+                f"the learned scorer was fitted on {self.encoder!r} similarities, this guard "
+                f"encodes with {encoder!r}: refit it (python -m evals.detection.fit_scorer "
+                f"--encoder {encoder}) and use that file (NESCIO_SCORER_PATH, or --scorer)"
+            )
 
     def probabilities(self, features: Matrix) -> Matrix:
         """One probability per row of ``features`` (shape ``(n, len(FEATURES))``)."""
@@ -70,6 +85,7 @@ class LogisticScorer:
                 "bias": self.bias,
                 "threshold": self.threshold,
                 "fitted_on": self.fitted_on,
+                "encoder": self.encoder,
             },
             indent=2,
         )
@@ -86,6 +102,7 @@ class LogisticScorer:
                 float(data["bias"]),
                 float(data["threshold"]),
                 str(data.get("fitted_on", "")),
+                str(data.get("encoder", "")),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GuardError(f"cannot read scorer {path}: {exc}") from exc
@@ -124,4 +141,5 @@ DEFAULT_SCORER = LogisticScorer(
     bias=-5.1775,
     threshold=0.91,
     fitted_on="RWKU targets 1-50, all 50 guarded at once; threshold for <=3% neighbour FPR",
+    encoder="minilm",
 )

@@ -33,7 +33,7 @@ from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
 from evals.probes import Probe, ProbeKind, first_per_set
 from guards.concepts import ConceptList
-from guards.encoder import load_encoder
+from guards.encoder import DEFAULT_ENCODER, load_encoder
 from guards.guard import build_index
 from guards.learned_detector import LearnedDetector, question_segments
 from guards.memo_encoder import DEFAULT_CACHE, MemoEncoder, vector_store
@@ -154,7 +154,7 @@ def fit_scorer(
     probabilities = LogisticScorer(weights, bias).probabilities(rows.features)
     threshold = pick_threshold(probabilities, rows, max_neighbor_fpr, max_utility_fpr)
     kinds = {k: int((rows.kinds == k).sum()) for k in ("forget", "neighbor", "utility")}
-    scorer = LogisticScorer(weights, bias, threshold or 0.99, fitted_on)
+    scorer = LogisticScorer(weights, bias, threshold or 0.99, fitted_on, encoder.name)
     return FittedScorer(scorer, threshold is not None, kinds)
 
 
@@ -175,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     add_budget_options(parser)
     parser.add_argument("--utility-per-set", type=int, default=200, help="first N of each set")
     parser.add_argument(
+        "--encoder",
+        default=DEFAULT_ENCODER,
+        help="sentence-transformers model whose similarities to fit on: the one the guard "
+        "will serve with (default: the bundled MiniLM)",
+    )
+    parser.add_argument(
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE,
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if not excluded.intersection(p.target_ids)
     ]
     probes = first_per_set(probes, ProbeKind.UTILITY, args.utility_per_set)
-    inner = load_encoder()
+    inner = load_encoder(args.encoder)
     encoder = MemoEncoder(inner, vector_store(args.cache_dir, inner))
     with tempfile.TemporaryDirectory() as folder:
         concepts = write_concepts(

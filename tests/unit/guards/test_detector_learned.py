@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,22 @@ def test_scorer_round_trips_and_validates(tmp_path: Path) -> None:
         LogisticScorer((1.0,), 0.0)
     with pytest.raises(GuardError):
         LogisticScorer(DEFAULT_SCORER.weights, 0.0, threshold=1.0)
+
+
+def test_a_scorer_is_only_served_with_the_encoder_it_was_fitted_on(
+    concepts: ConceptList, encoder: Encoder, tmp_path: Path
+) -> None:
+    assert DEFAULT_SCORER.encoder == encoder.name == "minilm"
+    Guard.build(concepts, encoder=encoder, detector="learned")  # the shipped pairing
+    other = replace(DEFAULT_SCORER, encoder="intfloat/multilingual-e5-small")
+    with pytest.raises(GuardError, match="fitted on 'intfloat/multilingual-e5-small' similar"):
+        Guard.build(concepts, encoder=encoder, detector="learned", scorer=other)
+    old_file = tmp_path / "old.json"  # written before scorers recorded their encoder
+    data = json.loads(DEFAULT_SCORER.to_json())
+    del data["encoder"]
+    old_file.write_text(json.dumps(data))
+    assert LogisticScorer.load(old_file).encoder == ""
+    Guard.build(concepts, encoder=encoder, detector="learned", scorer=LogisticScorer.load(old_file))
 
 
 def test_output_leak_check() -> None:
