@@ -73,7 +73,6 @@ class Guard:
         namer = ConceptNamer(concepts)
         chosen: Detector
         if detector == "learned":
-            scorer.check_encoder(encoder.name)
             chosen = LearnedDetector(concepts, encoder, index, scorer, namer)
         else:
             chosen = EmbeddingAliasDetector(concepts, encoder, index, namer)

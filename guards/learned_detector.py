@@ -88,6 +88,8 @@ class LearnedDetector:
         )
         self._entry_source = [e.source for e in index.entries]
         topics = [c for c in concepts.concepts if c.match == "centroid"]
+        if len(topics) < len(concepts.concepts):  # the scorer decides the others
+            scorer.check_encoder(encoder.name)
         self._central = np.array([column[c.id] for c in topics], dtype=np.int64)
         self._centroids = centroids(encoder, topics)
         self._thresholds = np.full(len(self._ids), scorer.threshold)

@@ -47,7 +47,8 @@ class LogisticScorer:
 
     ``encoder`` names the encoder whose similarities the weights were fitted on ("" when not
     recorded, as in scorer files written before it was): similarities of another encoder have
-    another scale, so :meth:`check_encoder` refuses the pairing.
+    another scale, so :meth:`check_encoder` refuses the pairing (the learned detector calls it
+    when its list holds a concept the scorer decides, i.e. one not ``match: centroid``).
     """
 
     weights: tuple[float, ...]

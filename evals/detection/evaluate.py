@@ -73,7 +73,7 @@ def evaluate_detection(
                 "only for 'match: centroid' concepts, and this list has none"
             )
         concepts, probes, calibration = fit_on_split(
-            concepts, probes, calibrate, encoder, cache_dir, text_field, progress, detector
+            concepts, probes, calibrate, encoder, cache_dir, text_field, progress, detector, scorer
         )
     folds: list[dict[str, Any]] | None = None
     if cross_fit is not None:

@@ -46,6 +46,7 @@ from guards.direction import MIN_BACKGROUND, SHRINKAGES, fit_direction, pick_shr
 from guards.encoder import Encoder
 from guards.guard import DetectorKind
 from guards.memo_encoder import MemoEncoder, memoized
+from guards.scorer import DEFAULT_SCORER, LogisticScorer
 from guards.thresholds import FprBudget, choose_threshold, list_thresholds
 
 Record = dict[str, Any]
@@ -87,9 +88,10 @@ def fit_on_split(
     text_field: TextField,
     progress: bool,
     detector: DetectorKind = "embedding",
+    scorer: LogisticScorer = DEFAULT_SCORER,
 ) -> tuple[ConceptList, list[Probe], dict[str, Any]]:
     """Fit thresholds (and centroid concepts' directions) on the calibration part, single
-    setting, with ``detector``.
+    setting, with ``detector`` (and, for the learned one, ``scorer``).
 
     Returns the concepts with those thresholds and directions, the report part of the probes,
     and what was fitted (for the summary).
@@ -111,6 +113,7 @@ def fit_on_split(
             text_field=text_field,
             progress=progress,
             detector=detector,
+            scorer=scorer,
         )
         return records
 
@@ -128,7 +131,10 @@ def fit_on_split(
             records += [r for r in scored if r["kind"] != "forget"]
         return records
 
-    undirected = {c.id for c in concepts.concepts} - fitter.directed
+    fitted_here = {c.id for c in concepts.concepts}
+    if detector == "learned":  # people keep the scorer's threshold
+        fitted_here = {c.id for c in concepts.concepts if c.match == "centroid"}
+    undirected = fitted_here - fitter.directed
     records = single(concepts, fit_part, undirected) if undirected else []
     shrinkages: dict[str, float] = {}
     if fitter.directed:
@@ -140,9 +146,6 @@ def fit_on_split(
         for shrinkage, scored in tried.items():
             records += [r for r in scored if shrinkages[r["guard"]] == shrinkage]
     fitted_concepts = fitter.concepts(None, shrinkages)
-    if detector == "learned":
-        topics = {c.id for c in concepts.concepts if c.match == "centroid"}
-        records = [r for r in records if r["guard"] in topics]
     thresholds = fit_thresholds(records, calibrate)
     fitted = {
         "split": f"hash split: fitted on {calibrate.fraction:.0%} of the probes, "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from evals.detection.split_calibration import SplitCalibration, in_calibration_p
 from evals.probes import Probe, ProbeKind
 from guards.concepts import Concept, ConceptList
 from guards.encoder import Encoder
+from guards.scorer import DEFAULT_SCORER
 from guards.thresholds import choose_threshold
 
 
@@ -242,9 +244,11 @@ def test_calibrate_split_with_the_learned_detector_fits_only_topic_concepts(
         _probe(f"f{n}", ProbeKind.FORGET, f"coral reef dive number {n}", ("topic",))
         for n in range(40)
     ] + [_probe(f"u{n}", ProbeKind.UTILITY, _utility_text(n)) for n in range(60)]
+    unpaired = replace(DEFAULT_SCORER, encoder="")  # the test encoder is not MiniLM
     summary = evaluate_detection(
         ConceptList(concepts=[topic, person]), probes, [Setting.SINGLE], fake_encoder, tmp_path,
         progress=False, detector="learned", calibrate=SplitCalibration(0.5, 0.05),
+        scorer=unpaired,
     )  # fmt: skip
     assert set(summary["calibration"]["thresholds"]) == {"topic"}  # people keep the scorer's
     with pytest.raises(EvalError, match="only for 'match: centroid' concepts"):
