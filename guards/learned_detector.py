@@ -95,11 +95,14 @@ class LearnedDetector:
         self._thresholds = np.full(len(self._ids), scorer.threshold)
         self._thresholds[self._central] = [concepts.threshold_of(c) for c in topics]
 
-    def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None]]:
-        """The ``(n_concepts, len(FEATURES))`` matrix and each concept's best embedding
-        evidence. Whether a turn names a concept outright is :attr:`namer`'s question."""
-        matrix, best, _ = self._evidence(turns, self.namer.names.mentions_by_text(turns))
-        return matrix, best
+    def features(self, turns: Sequence[str]) -> tuple[Matrix, list[Evidence | None], list[bool]]:
+        """The ``(n_concepts, len(FEATURES))`` matrix, each concept's best embedding evidence,
+        and whether the turns name each concept outright (alias or full name: decisive, so
+        :meth:`check` never asks the scorer about it). One name pass serves both."""
+        by_turn = self.namer.names.mentions_by_text(turns)
+        matrix, best, _ = self._evidence(turns, by_turn)
+        named = [n is not None for n in self.namer.first_namings(turns, by_turn)]
+        return matrix, best, named
 
     def _evidence(
         self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]]

@@ -69,8 +69,7 @@ def training_rows(
     about: list[int] = []
     for n, probe in enumerate(tqdm(probes, desc="features", unit="probe", disable=not progress)):
         text = probe_text(probe, text_field)
-        matrix, _ = detector.features([text])
-        named = detector.namer.named([text])
+        matrix, _, named = detector.features([text])
         own = [column[c] for c in concept_ids_for(probe) if c in column]
         strength = matrix[:, FEATURES.index("sim_corpus")].copy()
         if probe.kind is ProbeKind.UTILITY:

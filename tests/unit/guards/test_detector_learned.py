@@ -28,7 +28,7 @@ def detector(concepts: ConceptList, encoder: Encoder) -> LearnedDetector:
 
 
 def row_of(detector: LearnedDetector, concepts: ConceptList, text: str, cid: str) -> np.ndarray:
-    matrix, _ = detector.features([text])
+    matrix, _, _ = detector.features([text])
     return matrix[[c.id for c in concepts.concepts].index(cid)]
 
 
