@@ -9,6 +9,7 @@ is the bare question, kept for analysis.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Any
 
@@ -96,3 +97,9 @@ def first_per_set(probes: list[Probe], kind: ProbeKind, limit: int) -> list[Prob
                 continue
         kept.append(probe)
     return kept
+
+
+def stable_hash(key: str) -> int:
+    """A 64-bit hash of ``key`` that is the same on every machine and run (no seed): what the
+    hash splits of probes (calibration part, cross-fit folds) are drawn from."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")

@@ -93,8 +93,9 @@ def pick_shrinkage(
     one-standard-error rule, towards the default: :data:`SHRINKAGE` unless the best recall beats
     its own by more than one standard error (``sqrt(r (1 - r) / n)`` for ``n`` in-scope
     texts), else the value nearest the default (the larger on a tie: more shrinkage) among
-    those within one standard error of the best. With 20 examples that error is 5-7 points at 90-95% recall, so only a large gain moves
-    it; differences within the noise of the count never do.
+    those within one standard error of the best. With 20 examples that error is 5-7 points at
+    90-95% recall, so only a large gain moves it; differences within the noise of the count
+    never do.
     """
     if SHRINKAGE not in scores:
         raise CalibrationError(f"shrinkage scores must include the default {SHRINKAGE}")

@@ -101,8 +101,7 @@ class LearnedDetector:
         :meth:`check` never asks the scorer about it). One name pass serves both."""
         by_turn = self.namer.names.mentions_by_text(turns)
         matrix, best, _ = self._evidence(turns, by_turn)
-        named = [n is not None for n in self.namer.first_namings(turns, by_turn)]
-        return matrix, best, named
+        return matrix, best, self.namer.named(turns, by_turn)
 
     def _evidence(
         self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]]

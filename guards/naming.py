@@ -59,6 +59,8 @@ class ConceptNamer:
             namings.append(found)
         return namings
 
-    def named(self, turns: Sequence[str]) -> list[bool]:
-        """Per concept: does any turn name it?"""
-        return [n is not None for n in self.first_namings(turns)]
+    def named(
+        self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]] | None = None
+    ) -> list[bool]:
+        """Per concept: does any turn name it? (``by_turn`` as in :meth:`first_namings`.)"""
+        return [n is not None for n in self.first_namings(turns, by_turn)]

@@ -15,13 +15,13 @@ fitted only on probes none of whose concepts (or, untargeted, whose hash fold) i
 so no record is scored by a scorer that saw its probe. ``utility_per_set`` caps each utility set
 per fold, in the fold's report and training probes alike (RWKU's utility items come ordered by
 target, so a cap over the whole list would leave the later folds none). ``match: centroid``
-concepts are scored
-by their own thresholds, as always in the learned detector; the scorer is for the others.
+concepts are scored by their own thresholds, as always in the learned detector; the scorer is
+for the others.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -34,15 +34,16 @@ from evals.detection.plan import Job, Setting, plan
 from evals.detection.run import TextField, Timing, run_jobs
 from evals.detection.scorer_budgets import MAX_NEIGHBOR_FPR, MAX_UTILITY_FPR
 from evals.errors import EvalError
-from evals.probes import Probe, ProbeKind, first_per_set
+from evals.probes import Probe, ProbeKind, first_per_set, stable_hash
 from guards.concepts import ConceptList
 from guards.memo_encoder import MemoEncoder
 
 
 @dataclass(frozen=True, slots=True)
 class CrossFit:
-    """How many folds, and the training false-positive budgets each fold's scorer is fitted to
-    (``fit_scorer``'s ``--max-neighbor-fpr`` / ``--max-utility-fpr``)."""
+    """How many folds, the training false-positive budgets each fold's scorer is fitted to
+    (``fit_scorer``'s ``--max-neighbor-fpr`` / ``--max-utility-fpr``), and the per-fold cap on
+    each utility set (``None``: all)."""
 
     folds: int = 2
     max_neighbor_fpr: float = MAX_NEIGHBOR_FPR
@@ -112,9 +113,9 @@ def cross_fitted_records(
     for number, fold in enumerate(
         make_folds(concepts, probes, cross_fit.folds, cross_fit.utility_per_set)
     ):
-        others = [c for c in concepts.concepts if c.id not in fold.concept_ids]
+        others = [c.id for c in concepts.concepts if c.id not in fold.concept_ids]
         fitted = fit_scorer(
-            concepts.subset([c.id for c in others]),
+            concepts.subset(others),
             fold.training,
             encoder,
             max_neighbor_fpr=cross_fit.max_neighbor_fpr,
@@ -152,11 +153,7 @@ def cross_fitted_records(
                 "n_training_probes": len(fold.training),
                 "training_rows": fitted.rows_per_kind,
                 "budgets_met": fitted.budgets_met,
-                "scorer": {
-                    "weights": list(fitted.scorer.weights),
-                    "bias": fitted.scorer.bias,
-                    "threshold": fitted.scorer.threshold,
-                },
+                "scorer": json.loads(fitted.scorer.to_json()),
             }
         )
     total = Timing(*(sum(getattr(t, f.name) for t in timings) for f in fields(Timing)))
@@ -164,5 +161,4 @@ def cross_fitted_records(
 
 
 def _hash_fold(probe_id: str, k: int) -> int:
-    digest = hashlib.sha256(f"{probe_id}#cross-fit".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % k
+    return stable_hash(f"{probe_id}#cross-fit") % k

@@ -108,7 +108,9 @@ def evaluate_detection(
         "excluded_identical_to_examples": sum(job.excluded for job in jobs),
         "text_field": text_field,
         "detector": detector,
-        "scorer": json.loads(scorer.to_json()) if detector == "learned" and not folds else None,
+        "scorer": json.loads(scorer.to_json())
+        if detector == "learned" and cross_fit is None
+        else None,
         "cross_fit": None if cross_fit is None else {**asdict(cross_fit), "folds": folds},
         "encoder": encoder.name,
         "timing": {**asdict(timing), "wall_s": time.perf_counter() - started},
@@ -119,8 +121,8 @@ def evaluate_detection(
     (out_dir / TABLE_FILE).write_text(format_table(summary["settings"]))
     if summary["curve"] is not None:
         title = f"{detector} detector, single setting"
-        if folds:
-            title += f", {len(folds)} cross-fitted scorers"
+        if cross_fit is not None:
+            title += f", {cross_fit.folds} cross-fitted scorers"
         plot_curve(summary["curve"], out_dir / CURVE_FILE, title)
     if calibration is not None:
         fitted = calibrated_list(

@@ -118,7 +118,7 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
         decision = guard.check([text])
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
         by_turn = guard.namer.names.mentions_by_text([text])  # one name pass for both facts
-        named = [n is not None for n in guard.namer.first_namings([text], by_turn)]
+        named = guard.namer.named([text], by_turn)
         mentions = guard.namer.names.merged(by_turn)
         leak = guard.leak_scanner([text], named).leaked(reference_answer(probe))
         yield {

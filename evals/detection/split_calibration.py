@@ -29,7 +29,6 @@ for ``match: centroid`` concepts (people share the scorer's probability threshol
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Container, Mapping, Sequence
@@ -40,7 +39,7 @@ from typing import Any
 
 from evals.detection.plan import Setting, plan
 from evals.detection.run import TextField, probe_text, run_jobs
-from evals.probes import Probe
+from evals.probes import Probe, stable_hash
 from guards.concepts import Calibration, Concept, ConceptList
 from guards.direction import MIN_BACKGROUND, SHRINKAGES, fit_direction, pick_shrinkage
 from guards.encoder import Encoder
@@ -68,8 +67,7 @@ class SplitCalibration:
 
 def in_calibration_part(probe_id: str, fraction: float) -> bool:
     """A stable, seed-free draw: the same id lands in the same part on every machine and run."""
-    digest = hashlib.sha256(probe_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return stable_hash(probe_id) / 2**64 < fraction
 
 
 def split_probes(probes: Sequence[Probe], fraction: float) -> tuple[list[Probe], list[Probe]]:
@@ -131,9 +129,9 @@ def fit_on_split(
             records += [r for r in scored if r["kind"] != "forget"]
         return records
 
-    fitted_here = {c.id for c in concepts.concepts}
-    if detector == "learned":  # people keep the scorer's threshold
-        fitted_here = {c.id for c in concepts.concepts if c.match == "centroid"}
+    fitted_here = {  # with the learned detector, people keep the scorer's threshold
+        c.id for c in concepts.concepts if detector != "learned" or c.match == "centroid"
+    }
     undirected = fitted_here - fitter.directed
     records = single(concepts, fit_part, undirected) if undirected else []
     shrinkages: dict[str, float] = {}

@@ -109,9 +109,10 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
 
     Columns: the input guard's rate; ``+output``, counting a probe also when the output guard
     would withhold its reference answer; ``unnamed``, the rate among probes that name no other
-    guarded concept (nor, for probes that should pass, their own target); and, on the ALL rows, the macro average over targets. Short lists (up to
-    ``MAX_TARGET_ROWS`` concepts) also get one line per concept: its recall and the false-positive
-    rate of its own guard (single setting), e.g. each WMDP domain against MMLU.
+    guarded concept (nor, for probes that should pass, their own target); and, on the ALL rows,
+    the macro average over targets. Short lists (up to ``MAX_TARGET_ROWS`` concepts) also get one
+    line per concept: its recall and the false-positive rate of its own guard (single setting),
+    e.g. each WMDP domain against MMLU.
     """
     lines: list[str] = []
     header = (

@@ -48,19 +48,27 @@ def test_user_errors_exit_2_with_one_line(
     assert "not found" in capsys.readouterr().out
 
 
-def test_detect_refuses_an_fpr_confidence_out_of_range(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--calibrate-split", "0.5", "--fpr-confidence", "1.5"],
+            "--fpr-confidence must be in [0.5, 1)",
+        ),
+        (
+            ["--detector", "learned", "--cross-fit", "2", "--max-utility-fpr", "2"],
+            "--max-neighbor-fpr and --max-utility-fpr must be in [0, 1]",
+        ),
+    ],
+    ids=["fpr-confidence", "cross-fit-budget"],
+)
+def test_detect_refuses_options_out_of_range(
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
 ) -> None:
     argv = ["detect", "--benchmark", "rwku", "--targets", "1-2", "--data-dir", str(data_dir)]
-    argv += ["--out", str(tmp_path), "--calibrate-split", "0.5", "--fpr-confidence", "1.5"]
-    assert main(argv) == 2
-    assert "--fpr-confidence must be in [0.5, 1)" in capsys.readouterr().out
-
-
-def test_detect_refuses_a_cross_fit_budget_out_of_range(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["detect", "--benchmark", "rwku", "--targets", "1-2", "--data-dir", str(data_dir)]
-    argv += ["--out", str(tmp_path), "--detector", "learned", "--cross-fit", "2"]
-    assert main([*argv, "--max-utility-fpr", "2"]) == 2
-    assert "--max-neighbor-fpr and --max-utility-fpr must be in [0, 1]" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path), *options]) == 2
+    assert message in capsys.readouterr().out
