@@ -9,9 +9,8 @@ away, the relay is cancelled and the upstream response closed, which aborts the 
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -27,10 +26,10 @@ from proxy.errors import (
     ProxyError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    error_body,
 )
 from proxy.output_filter import filter_body, filter_stream
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
+from proxy.relay import relay_stream
 from proxy.refusal import (
     chat_refusal,
     chat_refusal_stream,
@@ -215,7 +214,7 @@ class ProxyService:
         out_headers = {**relay_headers(response), **self._decision_headers(header)}
         is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         if body.get("stream") and response.status_code == 200 and is_stream:
-            chunks = _relay(response)
+            chunks = relay_stream(response)
             return StreamingResponse(
                 chunks if scanner is None else filter_stream(chunks, scanner),
                 status_code=200,
@@ -250,15 +249,3 @@ def _outcome(
     if decision is None or not decision.in_scope or guard is None:
         return None
     return guard.intervene(body, decision)
-
-
-async def _relay(response: httpx.Response) -> AsyncGenerator[bytes, None]:
-    """Bytes as they arrive; a broken upstream stream ends with an SSE error event."""
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.HTTPError as exc:
-        error = error_body(f"upstream stream broke off ({type(exc).__name__})", "upstream_error")
-        yield f"data: {json.dumps(error)}\n\n".encode()
-    finally:
-        await response.aclose()

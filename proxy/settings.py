@@ -53,6 +53,45 @@ class ProxySettings(BaseSettings):
     fail_open: bool = Field(
         default=False, description="On guard failure forward unguarded (true) or answer 503 (false)"
     )
+    corpus_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder that forget-corpus files of concepts sent to the admin API may name "
+            "(relative paths only); unset: admin-API concepts carry no forget_corpus files"
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)"
+    )
+    max_json_depth: int = Field(
+        default=64, ge=4, le=1000, description="Deepest JSON nesting accepted in a body (400 above)"
+    )
+    max_guarded_chars: int = Field(
+        default=100_000, ge=1, description="Most characters of text the guard checks per request"
+    )
+    max_guarded_turns: int = Field(
+        default=256, ge=1, description="Most messages (or prompts) the guard checks per request"
+    )
+    max_guarded_segments: int = Field(
+        default=1024,
+        ge=1,
+        description="Most pieces (turns, turn pairs, sentences) the guard encodes per request",
+    )
+    guard_deadline: float = Field(
+        default=10.0, gt=0, description="Seconds the guard may spend on one request (then 503)"
+    )
+    unguarded_media: Literal["reject", "pass"] = Field(
+        default="reject",
+        description=(
+            "Image, audio, video and file content parts, which the guard cannot read: reject "
+            "them with a 400 (default) or pass them unread"
+        ),
+    )
+    shutdown_grace: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds in-flight requests get to finish after SIGTERM before they are cut",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(
         default=300.0, gt=0, description="Seconds to wait for upstream bytes"
