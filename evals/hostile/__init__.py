@@ -1,0 +1,1 @@
+"""Hostile-traffic checks of a running proxy: channels, hostile inputs, fuzzing, soak."""
