@@ -1,9 +1,9 @@
 """Forbidden-concept lists: the YAML schema, its validation, and loading with precise errors.
 
 A concept list is data, not code. Each concept says what is forbidden (name, aliases, a short
-description, in-scope example prompts, optional forget-corpus files), what to do when a
-conversation falls in its scope (the policy) and how sure the detector must be (the threshold,
-fixed or fitted by ``nescio calibrate``). A file that does not validate raises
+description, in-scope example prompts, optional forget-corpus files or inline forget passages),
+what to do when a conversation falls in its scope (the policy) and how sure the detector must be
+(the threshold, fixed or fitted by ``nescio calibrate``). A file that does not validate raises
 :class:`~guards.errors.ConceptFileError` naming the file, line and field.
 """
 
@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from guards.errors import ConceptFileError
 
@@ -81,7 +89,13 @@ class Concept(BaseModel):
     """One forbidden concept. ``examples`` are in-scope prompts; ``negatives`` are hard out-of-scope ones.
 
     ``forget_corpus`` files (plain text, or JSONL with a ``text`` field) are resolved relative to
-    the concept file; their sentences feed the index but are never shown to anyone.
+    the concept file; ``forget_text`` holds such passages inline. Their sentences feed the index
+    but are never shown to anyone: they are the forbidden facts themselves.
+
+    A concept that came from an untrusted source (the admin API, see ``validate_concepts``'s
+    ``confined``) is confined: its forget-corpus files resolve only inside the corpus folder it
+    was validated against, wherever the list it joins keeps its own files. That folder is private
+    state, never read from input and never dumped.
 
     ``match`` says how the embedding detector measures similarity. ``nearest`` (default): to the
     closest single piece of evidence, discounted by the hard negatives; right for a person or a
@@ -101,12 +115,15 @@ class Concept(BaseModel):
     examples: list[str] = Field(default_factory=list)
     negatives: list[str] = Field(default_factory=list)
     forget_corpus: list[Path] = Field(default_factory=list)
+    forget_text: list[str] = Field(default_factory=list)
     match: Literal["nearest", "centroid"] = "nearest"
     policy: Policy | None = None
     threshold: float | Literal["calibrated"] | None = None
     refusal: str | None = None
     calibration: Calibration | None = None
     direction: Direction | None = None
+    _confined: bool = PrivateAttr(default=False)
+    _corpus_root: Path | None = PrivateAttr(default=None)
 
     @field_validator("id")
     @classmethod
@@ -115,7 +132,7 @@ class Concept(BaseModel):
             raise ValueError("must be 1-128 letters, digits, '_', '.', '-' and start alnum")
         return value
 
-    @field_validator("aliases", "examples", "negatives")
+    @field_validator("aliases", "examples", "negatives", "forget_text")
     @classmethod
     def _no_blank_strings(cls, values: list[str]) -> list[str]:
         if any(not v.strip() for v in values):
@@ -197,16 +214,41 @@ class ConceptList(BaseModel):
         return self.defaults.threshold
 
     def corpus_path(self, path: Path) -> Path:
+        """Where a trusted (file-loaded) concept's forget-corpus file is: relative to the list's file."""
         return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
 
+    def corpus_file(self, concept: Concept, path: Path) -> Path:
+        """Where ``path``, one of ``concept``'s forget-corpus files, is: for a confined concept
+        inside its corpus folder (else a ConceptFileError), otherwise as ``corpus_path`` says.
+
+        Confinement is checked here on every read, not only at validation, so a link in the
+        corpus folder changed since then cannot point a rebuild outside it.
+        """
+        if concept._confined:
+            return _confine(concept._corpus_root, path)
+        return self.corpus_path(path)
+
     def content_hash(self) -> str:
-        """A digest of everything that shapes the index: concepts and forget-corpus file bytes."""
+        """A digest of everything that shapes the index: concepts (inline forget passages
+        included) and forget-corpus file bytes."""
         digest = hashlib.sha256(self.model_dump_json(exclude={"base_dir"}).encode())
         for concept in self.concepts:
             for path in concept.forget_corpus:
-                resolved = self.corpus_path(path)
+                resolved = self.corpus_file(concept, path)
                 digest.update(resolved.read_bytes() if resolved.exists() else b"<missing>")
         return digest.hexdigest()
+
+    def public_dump(self) -> dict[str, Any]:
+        """The list as JSON for an HTTP client (the admin API): inline forget passages are
+        replaced by ``forget_text_count``, so they never leave the process; forget-corpus paths
+        are shown as given. Sent back unchanged, a concept with inline passages is rejected
+        (unknown field) rather than silently stripped of them."""
+        data = self.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
+        for concept in data["concepts"]:
+            count = len(concept.pop("forget_text"))
+            if count:
+                concept["forget_text_count"] = count
+        return data
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
@@ -260,8 +302,16 @@ def validate_concepts(
     source: str | Path = "<concepts>",
     base_dir: Path | None = None,
     root: yaml.Node | None = None,
+    confined: bool = False,
 ) -> ConceptList:
-    """Validate already-parsed data (e.g. a JSON admin request); ``root`` adds line numbers."""
+    """Validate already-parsed data (e.g. a JSON admin request); ``root`` adds line numbers.
+
+    ``confined`` is for data from an untrusted source (the admin API): naming a forget-corpus
+    file must not become a way to read the host's files. Each path must then be relative and
+    resolve, symlinks followed, to a file inside ``base_dir``; with no ``base_dir`` no file is
+    accepted (``forget_text`` carries passages inline). Unconfined paths are the operator's own
+    configuration and resolve relative to ``base_dir`` (the concept file's folder) or as given.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -278,6 +328,10 @@ def validate_concepts(
             line=_line_of(root, loc),
             field=_field_name(data, loc),
         ) from exc
+    if confined:
+        for concept in concepts.concepts:
+            concept._confined = True
+            concept._corpus_root = base_dir.resolve() if base_dir is not None else None
     _check_corpus_files(concepts, source, root)
     return concepts
 
@@ -302,14 +356,38 @@ def _check_unique_ids(data: dict[str, Any], source: str | Path, root: yaml.Node 
 def _check_corpus_files(concepts: ConceptList, source: str | Path, root: yaml.Node | None) -> None:
     for i, concept in enumerate(concepts.concepts):
         for j, path in enumerate(concept.forget_corpus):
-            if not concepts.corpus_path(path).is_file():
-                loc = ("concepts", i, "forget_corpus", j)
+            try:
+                found = concepts.corpus_file(concept, path).is_file()
+                reason = f"forget-corpus file not found: {path}"
+            except ConceptFileError as exc:
+                found, reason = False, exc.reason
+            if not found:
                 raise ConceptFileError(
                     source,
-                    f"forget-corpus file not found: {path}",
-                    line=_line_of(root, loc),
+                    reason,
+                    line=_line_of(root, ("concepts", i, "forget_corpus", j)),
                     field=f"concepts[{concept.id}].forget_corpus[{j}]",
                 )
+
+
+def _confine(folder: Path | None, path: Path) -> Path:
+    """``path`` resolved inside ``folder`` (already resolved), or a ConceptFileError saying why not.
+
+    Containment is decided before existence, so the answer never tells whether a file outside
+    the folder exists; messages carry the path as given, never what is in a file.
+    """
+    if folder is None:
+        reason = "no corpus folder is configured for files; send the passages in 'forget_text'"
+        raise ConceptFileError(path, reason)
+    if path.is_absolute():
+        raise ConceptFileError(path, "must be a path relative to the corpus folder")
+    try:
+        resolved = (folder / path).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # NUL byte, symlink loop
+        raise ConceptFileError(path, "is not a usable path in the corpus folder") from exc
+    if not resolved.is_relative_to(folder):
+        raise ConceptFileError(path, "resolves outside the corpus folder")
+    return resolved
 
 
 def _field_name(data: dict[str, Any], loc: tuple[Any, ...]) -> str:

@@ -1,8 +1,9 @@
 """Turning a concept into the texts that represent it in the index.
 
 Evidence comes from the name, the description, the in-scope examples and the forget corpus
-(chunked into sentences). Hard negatives are indexed too, under source ``negative``, so the
-detector can tell "closer to what must be allowed" from "closer to what must be refused".
+(files and inline passages alike, chunked into sentences). Hard negatives are indexed too, under
+source ``negative``, so the detector can tell "closer to what must be allowed" from "closer to
+what must be refused".
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ def evidence_texts(concepts: ConceptList, concept: Concept) -> Iterator[tuple[st
     for example in concept.examples:
         yield "example", example
     for path in concept.forget_corpus:
-        for passage in read_corpus_file(concepts.corpus_path(path)):
-            for sentence in split_sentences(passage):
-                yield "corpus", sentence
+        yield from _corpus_sentences(read_corpus_file(concepts.corpus_file(concept, path)))
+    yield from _corpus_sentences(concept.forget_text)
     for negative in concept.negatives:
         yield NEGATIVE, negative
+
+
+def _corpus_sentences(passages: list[str]) -> Iterator[tuple[str, str]]:
+    for passage in passages:
+        for sentence in split_sentences(passage):
+            yield "corpus", sentence

@@ -2,6 +2,8 @@
 
 Changes apply to this process only (each replica has its own copy); ``POST /admin/reload`` re-reads
 the configured file, which is how a fleet picks up an updated ConfigMap (see deploy/README.md).
+Listings never carry inline forget passages (``ConceptList.public_dump``): they are the facts
+being forgotten.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ async def _json(request: Request) -> Any:
 
 
 def _listing(state: GuardState) -> dict[str, Any]:
-    concepts = state.current_concepts()
-    return concepts.model_dump(mode="json", exclude={"base_dir"}, exclude_none=True)
+    return state.current_concepts().public_dump()
 
 
 @router.get("/concepts")

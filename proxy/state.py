@@ -4,6 +4,11 @@ Readers take ``state.guard`` once per request and use that object throughout, so
 never mixes two configurations. Writers build the new Guard in a worker thread (encoding can take
 seconds) under a lock, and only a fully built Guard replaces the old one: a bad update leaves the
 running list in force.
+
+Concepts read from the operator's file (``NESCIO_CONCEPTS_PATH``) are trusted: their forget-corpus
+paths resolve relative to that file. Concepts sent to the admin API are not: an admin key changes
+the list, it does not grant reads of the host's files. Their corpus comes inline (``forget_text``)
+or from files inside ``NESCIO_CORPUS_DIR`` only (see ``validate_concepts``'s ``confined``).
 """
 
 from __future__ import annotations
@@ -75,15 +80,17 @@ class GuardState:
             raise InvalidRequest("no concept file configured (NESCIO_CONCEPTS_PATH)")
         return await self.replace(load_concepts(self._settings.concepts_path))
 
-    async def replace_from_json(self, payload: object) -> Guard:
-        return await self.replace(
-            validate_concepts(payload, source="<request body>", base_dir=self.base_dir)
+    def _from_request(self, data: object) -> ConceptList:
+        return validate_concepts(
+            data, source="<request body>", base_dir=self._settings.corpus_dir, confined=True
         )
 
+    async def replace_from_json(self, payload: object) -> Guard:
+        return await self.replace(self._from_request(payload))
+
     async def add(self, payload: object) -> Guard:
-        concept = validate_concepts(
-            {"concepts": [payload]}, source="<request body>", base_dir=self.base_dir
-        ).concepts[0]
+        """Add one concept; a list read from the file keeps resolving its own corpora there."""
+        concept = self._from_request({"concepts": [payload]}).concepts[0]
 
         def added(current: ConceptList) -> ConceptList:
             if any(c.id == concept.id for c in current.concepts):

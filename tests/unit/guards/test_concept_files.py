@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.concepts import Policy, load_concepts, parse_concepts
+from guards.concepts import ConceptList, Policy, load_concepts, parse_concepts, validate_concepts
 from guards.corpus import evidence_texts
 from guards.errors import ConceptFileError
 
@@ -159,3 +159,107 @@ def test_subset_keeps_defaults_and_corpus_folder_in_the_order_asked() -> None:
     assert subset.defaults == concepts.defaults and subset.base_dir == concepts.base_dir
     with pytest.raises(KeyError):
         concepts.subset(["no-such-concept"])
+
+
+SECRET = "root:x:0:0 the outside file's contents"
+
+
+@pytest.fixture
+def corpora(tmp_path: Path) -> Path:
+    """A corpus folder holding ``ok.txt`` and ``sub/deep.txt``, next to a secret file outside it."""
+    folder = tmp_path / "corpora"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "ok.txt").write_text("Alpha kept a small boat in the harbour at Kelmarsh.")
+    (folder / "sub" / "deep.txt").write_text("Alpha sold the boat to a fisherman in spring.")
+    (tmp_path / "secret.txt").write_text(SECRET)
+    (folder / "out-link.txt").symlink_to(tmp_path / "secret.txt")
+    (folder / "in-link.txt").symlink_to(folder / "sub" / "deep.txt")
+    return folder
+
+
+def confined(paths: list[str], folder: Path | None) -> ConceptList:
+    data = {"concepts": [{"id": "alpha", "name": "Alpha", "forget_corpus": paths}]}
+    return validate_concepts(data, source="<request body>", base_dir=folder, confined=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/etc/passwd", "relative"),
+        ("{secret}", "relative"),
+        ("../secret.txt", "outside"),
+        ("../../../../etc/hostname", "outside"),
+        ("sub/../../secret.txt", "outside"),
+        ("out-link.txt", "outside"),
+        ("missing.txt", "not found"),
+        ("sub", "not found"),
+        ("bad\x00name.txt", "usable"),
+    ],
+    ids=[
+        "etc",
+        "absolute",
+        "dotdot",
+        "deep-dotdot",
+        "sub-dotdot",
+        "symlink",
+        "missing",
+        "dir",
+        "nul",
+    ],
+)
+def test_confined_corpus_paths_stay_in_the_folder(corpora: Path, path: str, reason: str) -> None:
+    path = path.format(secret=corpora.parent / "secret.txt")
+    with pytest.raises(ConceptFileError) as caught:
+        confined(["ok.txt", path], corpora)
+    assert caught.value.field == "concepts[alpha].forget_corpus[1]"
+    assert caught.value.source == "<request body>" and reason in caught.value.reason
+    assert "root:x" not in str(caught.value)
+
+
+def test_confined_corpus_files_need_a_folder(corpora: Path) -> None:
+    with pytest.raises(ConceptFileError) as caught:
+        confined(["ok.txt"], None)
+    assert caught.value.field == "concepts[alpha].forget_corpus[0]"
+    assert "forget_text" in caught.value.reason
+    assert confined([], None).concepts[0].forget_corpus == []
+
+
+def test_confined_files_inside_the_folder_are_read(corpora: Path) -> None:
+    concepts = confined(["ok.txt", "sub/deep.txt", "in-link.txt"], corpora)
+    corpus = [t for s, t in evidence_texts(concepts, concepts.concepts[0]) if s == "corpus"]
+    assert corpus == [
+        "Alpha kept a small boat in the harbour at Kelmarsh.",
+        "Alpha sold the boat to a fisherman in spring.",
+        "Alpha sold the boat to a fisherman in spring.",
+    ]
+
+
+def test_a_confined_concept_keeps_its_folder_in_a_list_read_from_a_file(corpora: Path) -> None:
+    """Added over the API to a file-loaded list: each concept's corpus resolves where it was
+    validated, the file's relative to the file, the API's inside the corpus folder."""
+    file_list = load_concepts(CONCEPTS_FILE)
+    added = confined(["ok.txt"], corpora).concepts[0]
+    merged = file_list.model_copy(update={"concepts": [*file_list.concepts, added]})
+    texts = {
+        c.id: [t for s, t in evidence_texts(merged, c) if s == "corpus"] for c in merged.concepts
+    }
+    assert texts["alpha"] == ["Alpha kept a small boat in the harbour at Kelmarsh."]
+    assert all(texts[c.id] for c in file_list.concepts if c.forget_corpus)
+
+
+def test_a_link_changed_after_validation_is_refused_on_read(corpora: Path) -> None:
+    concepts = confined(["ok.txt", "in-link.txt"], corpora)
+    (corpora / "in-link.txt").unlink()
+    (corpora / "in-link.txt").symlink_to(corpora.parent / "secret.txt")
+    with pytest.raises(ConceptFileError, match="outside the corpus folder"):
+        list(evidence_texts(concepts, concepts.concepts[0]))
+    with pytest.raises(ConceptFileError, match="outside the corpus folder"):
+        concepts.content_hash()
+
+
+def test_a_file_list_is_trusted_config_and_may_name_files_anywhere(corpora: Path) -> None:
+    path = corpora / "lists" / "concepts.yaml"
+    path.parent.mkdir()
+    path.write_text(HEADER + f"    forget_corpus: [../ok.txt, {corpora / 'sub' / 'deep.txt'}]\n")
+    concepts = load_concepts(path)
+    assert len([s for s, _ in evidence_texts(concepts, concepts.concepts[0]) if s == "corpus"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,129 @@ async def test_racing_duplicate_adds_conflict(guard: Guard, upstream: FakeUpstre
         listing = (await client.get("/admin/concepts")).json()
     assert sorted(statuses) == [201, 409]
     assert ids(listing).count("dragons") == 1
+
+
+KELMARSH = "Who painted the shutters of the Kelmarsh lighthouse cobalt blue in 1961?"
+MARROWGATE = "Who lives at 17 Marrowgate Lane in Thornbury?"  # in scope by the file's corpus only
+ODUYA_FACT = (
+    "Zephyrine Oduya painted every shutter of the Kelmarsh lighthouse cobalt blue in the winter "
+    "of 1961."
+)
+ODUYA: dict[str, Any] = {"id": "oduya", "name": "Zephyrine Oduya", "threshold": 0.6}
+OUTSIDE = "root:x:0:0 contents of a file outside the corpus folder"
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """``corpora/people/oduya.txt`` inside, ``secret.txt`` outside, and a link out of the folder."""
+    folder = tmp_path / "corpora"
+    (folder / "people").mkdir(parents=True)
+    (folder / "people" / "oduya.txt").write_text(ODUYA_FACT)
+    (tmp_path / "secret.txt").write_text(OUTSIDE)
+    (folder / "link.txt").symlink_to(tmp_path / "secret.txt")
+    return folder
+
+
+def assert_rejected(response: httpx.Response, field: str) -> None:
+    """A 400 in OpenAI's shape naming ``field``, with nothing read from the host in it."""
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_concepts"
+    assert error["param"] == field and field in error["message"]
+    assert "root:" not in response.text and "Kelmarsh" not in response.text
+
+
+async def test_api_corpus_files_need_a_corpus_folder(guard: Guard, upstream: FakeUpstream) -> None:
+    """Without NESCIO_CORPUS_DIR no file can be named, not even one the concept file uses."""
+    leak = {**ODUYA, "forget_corpus": ["forget/quill_ashford.txt"]}
+    async with proxy_client(settings(), upstream, guard, **ADMIN) as client:
+        added = await client.post("/admin/concepts", json=leak)
+        replaced = await client.put("/admin/concepts", json={"concepts": [leak]})
+        listing = (await client.get("/admin/concepts")).json()
+    assert_rejected(added, "concepts[oduya].forget_corpus[0]")
+    assert_rejected(replaced, "concepts[oduya].forget_corpus[0]")
+    assert "forget_text" in added.json()["error"]["message"]
+    assert ids(listing) == ["quill-ashford", "harry-potter", "nerve-agents"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "{outside}",
+        "../../../../etc/hostname",
+        "../secret.txt",
+        "people/../../secret.txt",
+        "link.txt",
+        "missing.txt",
+    ],
+    ids=[
+        "etc-passwd",
+        "absolute",
+        "dotdot-etc",
+        "dotdot",
+        "inner-dotdot",
+        "symlink-out",
+        "missing",
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_api_corpus_paths_outside_the_folder_are_rejected(
+    guard: Guard, upstream: FakeUpstream, corpus_dir: Path, path: str, method: str
+) -> None:
+    corpus = ["people/oduya.txt", path.format(outside=corpus_dir.parent / "secret.txt")]
+    concept = {**ODUYA, "forget_corpus": corpus}
+    payload = concept if method == "POST" else {"concepts": [concept]}
+    async with proxy_client(settings(corpus_dir=corpus_dir), upstream, guard, **ADMIN) as client:
+        response = await client.request(method, "/admin/concepts", json=payload)
+        still = await client.post(CHAT, json=ask(HOGWARTS))
+        listing = (await client.get("/admin/concepts")).json()
+    assert_rejected(response, "concepts[oduya].forget_corpus[1]")
+    assert decided(still) == "refuse; concept=harry-potter"
+    assert "oduya" not in ids(listing)
+
+
+async def test_api_corpus_file_in_the_folder_is_indexed_and_file_corpora_keep_working(
+    guard: Guard, upstream: FakeUpstream, concept_file: Path, corpus_dir: Path
+) -> None:
+    """A concept added over the API reads its corpus from the corpus folder, while the list
+    read from the file keeps reading its own corpora next to the file."""
+    concept = {**ODUYA, "forget_corpus": ["people/oduya.txt"]}
+    configured = settings(concepts_path=concept_file, corpus_dir=corpus_dir)
+    async with proxy_client(configured, upstream, guard, **ADMIN) as client:
+        before = await client.post(CHAT, json=ask(KELMARSH))
+        added = await client.post("/admin/concepts", json=concept)
+        kelmarsh = await client.post(CHAT, json=ask(KELMARSH))
+        marrowgate = await client.post(CHAT, json=ask(MARROWGATE))
+    assert decided(before) == "allow"
+    assert added.status_code == 201
+    assert added.json()["concepts"][-1]["forget_corpus"] == ["people/oduya.txt"]
+    assert decided(kelmarsh) == "refuse; concept=oduya"
+    assert "evidence=embedding" in kelmarsh.headers["x-nescio-decision"]
+    assert decided(marrowgate) == "icul; concept=quill-ashford"
+
+
+async def test_inline_passages_are_indexed_and_never_shown(
+    guard: Guard, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``forget_text`` works with no corpus folder; listings show a count, never the passages,
+    and a listing sent back as is is refused rather than stripped of them."""
+    caplog.set_level(logging.DEBUG)
+    inline = {**ODUYA, "forget_text": [ODUYA_FACT]}
+    async with proxy_client(settings(), upstream, guard, **ADMIN) as client:
+        added = await client.post("/admin/concepts", json=inline)
+        refused = await client.post(CHAT, json=ask(KELMARSH))
+        listing = await client.get("/admin/concepts")
+        sent_back = await client.put("/admin/concepts", json=listing.json())
+        still = await client.post(CHAT, json=ask(KELMARSH))
+        replaced = await client.put("/admin/concepts", json={"concepts": [inline]})
+    assert added.status_code == 201 and listing.status_code == 200 and replaced.status_code == 200
+    for response in (added, listing, replaced):
+        assert "Kelmarsh" not in response.text and "cobalt" not in response.text
+        shown = response.json()["concepts"][-1]
+        assert shown["forget_text_count"] == 1 and "forget_text" not in shown
+    assert decided(refused) == "refuse; concept=oduya"
+    assert_rejected(sent_back, "concepts[oduya].forget_text_count")
+    assert decided(still) == "refuse; concept=oduya"
+    assert "Kelmarsh" not in caplog.text and "cobalt" not in caplog.text
