@@ -25,7 +25,7 @@ from guard_latency import percentiles, requests
 
 from guards.detector import segments_of
 from guards.encoder import SentenceTransformerEncoder, length_buckets
-from guards.guard import turns_of_messages
+from guards.guard import chat_turns
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
     one_call = SentenceTransformerEncoder(bucketed=False)
     print(f"{'request':<20} {'texts':>5} {'calls':>5} {'way':<16} {'p50':>8} {'p99':>8} max|diff|")
     for name, messages in requests().items():
-        texts = [s.text for s in segments_of(turns_of_messages(messages))]
+        texts = [s.text for s in segments_of(chat_turns(messages))]
         calls = len(length_buckets(bucketed.token_counts(texts))) if len(texts) > 1 else 1
         diff = float(np.abs(bucketed.encode(texts) - one_call.encode(texts)).max())
         for way, encoder in (("one call", one_call), ("length buckets", bucketed)):

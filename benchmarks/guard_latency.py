@@ -30,7 +30,7 @@ import numpy as np
 from guards.concepts import ConceptList, load_concepts, validate_concepts
 from guards.corpus import evidence_texts
 from guards.encoder import Encoder, SentenceTransformerEncoder, load_encoder
-from guards.guard import Guard, turns_of_messages
+from guards.guard import Guard, chat_turns
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["harbour", "orchard", "observatory", "foundry", "vineyard", "archive", "glacier", "mill"]
@@ -152,7 +152,7 @@ def bench_list(label: str, guards: dict[str, Guard], encoder: Encoder, repeats: 
     print(f"\n== {label}: {len(guard.concepts.concepts)} concepts ==")
     print(f"{'request':<20} {'measure':<38} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}")
     for name, messages in requests().items():
-        last = turns_of_messages(messages)[-1]
+        last = chat_turns(messages)[-1]
         rows: list[tuple[str, Callable[[], object]]] = [
             ("bare encoder (last msg)", partial(encoder.encode, [last])),
             ("naive guard (last msg)", partial(guard.check, [last])),

@@ -51,11 +51,15 @@ _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+)[\"'(]*[A-Za-z][A-Za-z'-]*")
 class Detector(Protocol):
     """Decides whether texts (the conversation's guarded turns, in order) are in scope.
 
-    ``check`` never raises for ordinary input; it is blocking and thread-safe, and returns a
-    frozen :class:`Decision` whose evidence says which signal fired.
+    ``context`` holds texts the client sent besides its questions (assistant and tool turns,
+    tool definitions, template arguments; see :mod:`guards.chat`): each is scored on its own and
+    by its sentences, never joined with a question turn, so a pronoun follow-up is not read
+    together with an answer. ``check`` never raises for ordinary input; it is blocking and
+    thread-safe, and returns a frozen :class:`Decision` whose evidence says which signal fired
+    (a context text's ``turn`` index counts on after the question turns).
     """
 
-    def check(self, turns: Sequence[str]) -> Decision: ...
+    def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +85,10 @@ def refers_back(turn: str) -> bool:
     return any(w.lower() in REFERRING_WORDS for w in words)
 
 
-def segments_of(turns: Sequence[str]) -> list[Segment]:
+def segments_of(turns: Sequence[str], context: Sequence[str] = ()) -> list[Segment]:
     """Every turn (but later ones that only refer back), consecutive pairs, the whole
-    conversation, and the sentences of every turn that has more than one."""
+    conversation, and the sentences of every turn that has more than one; then every context
+    text and its sentences, on their own."""
     segments = [
         Segment(t, i) for i, t in enumerate(turns) if t.strip() and not (i and refers_back(t))
     ]
@@ -95,6 +100,12 @@ def segments_of(turns: Sequence[str]) -> list[Segment]:
         sentences = split_sentences(turn)
         if len(sentences) > 1:
             segments.extend(Segment(s, i) for s in sentences)
+    for j, text in enumerate(context, start=len(turns)):
+        if text.strip():
+            segments.append(Segment(text, j))
+            sentences = split_sentences(text)
+            if len(sentences) > 1:
+                segments.extend(Segment(s, j) for s in sentences)
     return segments
 
 
@@ -128,12 +139,12 @@ class EmbeddingAliasDetector:
         self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
         self._entry_source = [e.source for e in index.entries]
 
-    def check(self, turns: Sequence[str]) -> Decision:
+    def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision:
         started = time.perf_counter()
-        if not self._ids or not any(t.strip() for t in turns):
+        if not self._ids or not any(t.strip() for t in [*turns, *context]):
             return Decision.allow(latency_ms=_ms(started))
-        alias_hits = self._alias_evidence(turns)
-        scores, best = self._embedding_scores(segments_of(turns))
+        alias_hits = self._alias_evidence([*turns, *context])
+        scores, best = self._embedding_scores(segments_of(turns, context))
         for hit in alias_hits:
             scores[self._column[hit.concept_id]] = 1.0
         margins = scores - self._thresholds

@@ -39,3 +39,21 @@ class GuardError(NescioError):
 
 class CalibrationError(NescioError):
     """Thresholds cannot be fitted as asked (too few labelled items, unknown concept ids)."""
+
+
+class RequestRejected(NescioError):
+    """The request cannot be guarded as sent (a client error, never a guard failure).
+
+    ``param`` names the request field at fault and ``code`` is a stable machine-readable reason;
+    the proxy answers 400 with both. The message never quotes the request's text.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class GuardDeadlineExceeded(GuardError):
+    """The guard did not finish checking one request within its deadline."""

@@ -6,15 +6,17 @@ event loop) and swapping the reference, so a request always sees one consistent 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
+from guards.budget import BudgetedEncoder
+from guards.chat import Endpoint, message_text, request_texts
 from guards.concepts import ConceptList
 from guards.corpus import evidence_texts
 from guards.decision import Decision
@@ -22,16 +24,22 @@ from guards.detector import Detector, EmbeddingAliasDetector
 from guards.encoder import DEFAULT_ENCODER, Encoder, load_encoder
 from guards.errors import GuardError
 from guards.index import Entry, FaissIndex
-from guards.interventions import Outcome, Rewrite, intervention_for, message_text, withhold_parts
+from guards.interventions import (
+    IGNORANCE_ANSWER,
+    Outcome,
+    Rewrite,
+    intervention_for,
+    withhold_parts,
+)
 from guards.learned_detector import LearnedDetector
 from guards.mixed import Partial, isolate
 from guards.naming import ConceptNamer
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
+from guards.screen import UNLIMITED_POLICY, Screening, ScreenPolicy, ascreen, screen
 
 log = logging.getLogger(__name__)
 DetectorKind = Literal["embedding", "learned"]
-GUARDED_ROLES = frozenset({"user", "system", "developer"})
 
 
 class Guard:
@@ -68,7 +76,8 @@ class Guard:
         similarity features with ``scorer`` (fitted on RWKU people): far fewer false positives
         on neighbouring topics, at some recall cost (numbers: README, "Detection quality").
         """
-        encoder = encoder or load_encoder(DEFAULT_ENCODER)
+        # Every encoder call of a check is charged to the request's work budget, if any.
+        encoder = BudgetedEncoder(encoder or load_encoder(DEFAULT_ENCODER))
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
         namer = ConceptNamer(concepts)
         chosen: Detector
@@ -78,18 +87,37 @@ class Guard:
             chosen = EmbeddingAliasDetector(concepts, encoder, index, namer)
         return cls(concepts, chosen, encoder.name, namer)
 
+    def screen(
+        self,
+        body: Mapping[str, Any],
+        endpoint: Endpoint = "chat",
+        policy: ScreenPolicy = UNLIMITED_POLICY,
+        deadline: float | None = None,
+    ) -> Screening:
+        """The product path: what to do with one request body (:func:`guards.screen.screen`)."""
+        return screen(self, body, endpoint, policy, deadline)
+
+    async def ascreen(
+        self, body: Mapping[str, Any], endpoint: Endpoint, policy: ScreenPolicy
+    ) -> Screening:
+        """:meth:`screen` in a worker thread, within ``policy.deadline``."""
+        return await ascreen(self, body, endpoint, policy)
+
     def check(self, turns: Sequence[str]) -> Decision:
         return self.detector.check(turns)
 
     def check_messages(self, messages: Sequence[Any]) -> Decision:
-        return self.detector.check(turns_of_messages(messages))
+        """The decision on a chat's messages, read as :meth:`screen` reads them."""
+        texts = request_texts({"messages": list(messages)}, "chat", "pass")
+        return self.detector.check(texts.questions, texts.context)
 
-    def check_prompt(self, prompt: str | Sequence[str]) -> Decision:
-        return self.detector.check([prompt] if isinstance(prompt, str) else list(prompt))
-
-    async def acheck(self, turns: Sequence[str]) -> Decision:
-        """:meth:`check` in a worker thread, so encoding never blocks the event loop."""
-        return await asyncio.to_thread(self.detector.check, turns)
+    @cached_property
+    def own_answers(self) -> tuple[str, ...]:
+        """Texts this guard answers with (refusals, the in-context "I don't know"), longest
+        first: cut out of client-written assistant turns before they are checked."""
+        texts = {self.concepts.refusal_of(c) for c in self.concepts.concepts}
+        texts |= {self.concepts.defaults.refusal, IGNORANCE_ANSWER}
+        return tuple(sorted(texts, key=len, reverse=True))
 
     def named(self, turns: Sequence[str]) -> list[bool]:
         """Per concept: do the turns name it, by an alias or its full name with middle names?"""
@@ -114,10 +142,6 @@ class Guard:
         """Which sentences of ``turns[last]`` to withhold (see :mod:`guards.mixed`), or ``None``."""
         return isolate(self.detector, turns, last, decision)
 
-    async def aisolate(self, turns: Sequence[str], last: int, decision: Decision) -> Partial | None:
-        """:meth:`isolate` in a worker thread (it runs the detector once per sentence)."""
-        return await asyncio.to_thread(isolate, self.detector, turns, last, decision)
-
     def withhold(self, body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
         """``body`` without ``partial``'s withheld parts, or ``None`` to apply the whole policy.
 
@@ -136,25 +160,9 @@ class Guard:
         return rewrite
 
 
-def turns_of_messages(messages: Sequence[Any]) -> list[str]:
-    """The guarded text of a chat: every user/system/developer turn, text parts of multi-part content."""
-    return [text for _, text in _guarded(messages)]
-
-
-def last_user_turn(messages: Sequence[Any]) -> int | None:
-    """The index, among :func:`turns_of_messages`, of the last user message (``None``: none)."""
-    users = [i for i, (role, _) in enumerate(_guarded(messages)) if role == "user"]
-    return users[-1] if users else None
-
-
-def _guarded(messages: Sequence[Any]) -> list[tuple[str, str]]:
-    pairs = []
-    for message in messages:
-        if isinstance(message, Mapping) and message.get("role") in GUARDED_ROLES:
-            text = message_text(message)
-            if text is not None:
-                pairs.append((str(message["role"]), text))
-    return pairs
+def chat_turns(messages: Sequence[Any]) -> list[str]:
+    """The texts of a chat's messages the guard checks, in :mod:`guards.chat`'s order."""
+    return list(request_texts({"messages": list(messages)}, "chat", "pass").turns)
 
 
 def _folded(text: str) -> str:

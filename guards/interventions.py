@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from guards.chat import message_text
 from guards.concepts import Concept, ConceptList, Policy
 from guards.decision import Decision
 from guards.mixed import Partial
@@ -155,20 +156,6 @@ def withhold_parts(body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
     new = dict(body)  # _with_instruction copies it deeply; nothing here mutates body
     new["messages"] = messages
     return Rewrite(_with_instruction(new, WITHHELD_NOTE))
-
-
-def message_text(message: Any) -> str | None:
-    """A chat message's text as the guard reads it: the string content, or the text parts of
-    multi-part content joined by spaces; ``None`` for a message without text content."""
-    if not isinstance(message, Mapping):
-        return None
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
-        return " ".join(p for p in parts if isinstance(p, str) and p.strip())
-    return None
 
 
 def _with_instruction(body: Mapping[str, Any], instruction: str) -> dict[str, Any]:

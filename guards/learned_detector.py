@@ -46,12 +46,13 @@ _LABEL = re.compile(r"^\s*(question|q|answer|a)\s*:\s*", re.IGNORECASE)
 _COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
 
-def question_segments(turns: Sequence[str]) -> list[Segment]:
-    """:func:`segments_of` plus each line (label such as ``Question:`` removed) of each turn."""
-    segments = segments_of(turns)
+def question_segments(turns: Sequence[str], context: Sequence[str] = ()) -> list[Segment]:
+    """:func:`segments_of` plus each line (label such as ``Question:`` removed) of each turn and
+    each context text."""
+    segments = segments_of(turns, context)
     seen = {s.text for s in segments}
-    for i, turn in enumerate(turns):
-        if i and refers_back(turn):
+    for i, turn in enumerate([*turns, *context]):
+        if 0 < i < len(turns) and refers_back(turn):
             continue
         for line in turn.splitlines():
             text = _LABEL.sub("", line).strip()
@@ -104,17 +105,20 @@ class LearnedDetector:
         return matrix, best, self.namer.named(turns, by_turn)
 
     def _evidence(
-        self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]]
+        self,
+        turns: Sequence[str],
+        by_turn: Sequence[Sequence[Mentions]],
+        context: Sequence[str] = (),
     ) -> tuple[Matrix, list[Evidence | None], NDArray[np.float64]]:
-        """:meth:`features` (``by_turn``: the turns' name mentions), and the centroid
-        concepts' similarities (best segment each)."""
+        """:meth:`features` (``by_turn``: the name mentions of the turns and then the context),
+        and the centroid concepts' similarities (best segment each)."""
         matrix = np.zeros((len(self._ids), len(FEATURES)))
         mentions = self.namer.names.merged(by_turn)
         matrix[:, _COLUMN["name_bare"]] = [m.bare for m in mentions]
         matrix[:, _COLUMN["name_embedded"]] = [m.embedded for m in mentions]
         best: list[Evidence | None] = [None] * len(self._ids)
         central = np.full(len(self._central), -1.0)
-        segments = question_segments(turns)
+        segments = question_segments(turns, context)
         if segments:
             vectors = self._encoder.encode([s.text for s in segments])
             if self._index.entries:
@@ -131,13 +135,14 @@ class LearnedDetector:
             )
         return matrix, best, central
 
-    def check(self, turns: Sequence[str]) -> Decision:
+    def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision:
         started = time.perf_counter()
-        if not self._ids or not any(t.strip() for t in turns):
+        texts = [*turns, *context]
+        if not self._ids or not any(t.strip() for t in texts):
             return Decision.allow(latency_ms=_ms(started))
-        by_turn = self.namer.names.mentions_by_text(turns)
-        matrix, best, central = self._evidence(turns, by_turn)
-        namings = self.namer.first_namings(turns, by_turn)
+        by_turn = self.namer.names.mentions_by_text(texts)
+        matrix, best, central = self._evidence(turns, by_turn, context)
+        namings = self.namer.first_namings(texts, by_turn)
         decisive = np.array([n is not None for n in namings], dtype=bool)
         scores = self._scorer.probabilities(matrix)
         scores[self._central] = central

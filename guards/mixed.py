@@ -83,11 +83,17 @@ def part_spans(text: str) -> list[tuple[int, int]]:
 
 
 def isolate(
-    detector: Detector, turns: Sequence[str], last: int, decision: Decision
+    detector: Detector,
+    turns: Sequence[str],
+    last: int,
+    decision: Decision,
+    context: Sequence[str] = (),
 ) -> Partial | None:
     """Split ``turns[last]`` into withheld and kept parts, or ``None`` to apply the whole policy.
 
-    Blocking (it runs the detector once per sentence and once more on the remainder).
+    ``context`` is the rest of the request the detector reads (:meth:`Detector.check`): the
+    remainder is checked with it, so a split never forwards an in-scope context. Blocking (it
+    runs the detector once per sentence and once more on the remainder).
     """
     if not decision.in_scope or not 0 <= last < len(turns):
         return None
@@ -101,6 +107,6 @@ def isolate(
     parts = tuple(Part(s, e, f) for (s, e), f in zip(spans, flags, strict=True))
     partial = Partial(decision, last, text, parts)
     remainder = [*turns[:last], partial.kept, *turns[last + 1 :]]
-    if detector.check(remainder).in_scope:
+    if detector.check(remainder, context).in_scope:
         return None
     return partial

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from guards.guard import Guard
 from proxy import admin, routes
+from proxy.body_limit import BodyLimit
 from proxy.errors import install_error_handlers
 from proxy.service import ProxyService
 from proxy.settings import ProxySettings
@@ -47,6 +48,7 @@ def create_app(
     app.state.guard_state = state
     app.state.service = ProxyService(settings, state, upstream)
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes.api)
     app.include_router(routes.router)
     app.include_router(admin.router)

@@ -82,7 +82,15 @@ def _serve(args: argparse.Namespace) -> int:
     }
     settings = ProxySettings(**{k: v for k, v in overrides.items() if v is not None})
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # After SIGTERM, in-flight requests get shutdown_grace seconds, then are cut (a Kubernetes
+    # pod gets 30 s before SIGKILL); the guard's own work per request ends by its deadline.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+    )
     return 0
 
 

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guards.errors import ConceptFileError, GuardError, NescioError
+from guards.errors import ConceptFileError, GuardError, NescioError, RequestRejected
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class NotFound(ProxyError):
 
 class Conflict(ProxyError):
     status, type = 409, "conflict_error"
+
+
+class PayloadTooLarge(ProxyError):
+    status, type = 413, "invalid_request_error"
 
 
 class UpstreamUnavailable(ProxyError):
@@ -88,6 +92,11 @@ def install_error_handlers(app: FastAPI) -> None:
             raise exc
         return error_response(InvalidRequest(str(exc), param=exc.field, code="invalid_concepts"))
 
+    async def on_rejected(_: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RequestRejected):
+            raise exc
+        return error_response(InvalidRequest(exc.message, param=exc.param, code=exc.code))
+
     async def on_guard_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("guard failure: %s", type(exc).__name__)
         return error_response(GuardUnavailable("the guard is unavailable"))
@@ -114,6 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ProxyError, on_proxy_error)
     app.add_exception_handler(ConceptFileError, on_concept_error)
+    app.add_exception_handler(RequestRejected, on_rejected)
     app.add_exception_handler(GuardError, on_guard_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

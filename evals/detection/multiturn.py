@@ -5,7 +5,7 @@ Usage: ``python -m evals.detection.multiturn [--targets 51-100] [--per-scenario 
 Builds the conversations of :mod:`evals.detection.conversations` from RWKU targets (by default
 51-100, the targets the learned scorer was *not* fitted on), concepts built as ``nescio eval
 detect --benchmark rwku`` builds them, and checks each chat with :class:`guards.guard.Guard`
-(the user turns of :func:`guards.guard.turns_of_messages`, exactly what the proxy checks). Settings:
+(the user turns of :func:`guards.guard.chat_turns`, exactly what the proxy checks). Settings:
 ``single`` (a guard holding only the conversation's target) and ``all`` (every target at once);
 detectors: ``embedding`` and ``learned``. Prints, per cell, the share of conversations flagged
 next to the share flagged when only the last user turn is checked (the naive guard), and in
@@ -41,7 +41,7 @@ from evals.probes import Probe
 from guards.concepts import ConceptList
 from guards.corpus import read_corpus_file
 from guards.encoder import load_encoder
-from guards.guard import DetectorKind, Guard, turns_of_messages
+from guards.guard import DetectorKind, Guard, chat_turns
 from guards.learned_detector import question_segments
 from guards.memo_encoder import MemoEncoder, vector_store
 
@@ -95,7 +95,7 @@ def check_all(
         subset = concepts.subset(ids) if ids else concepts
         guard = Guard.build(subset, encoder=encoder, cache_dir=cache_dir, detector=detector)
         for conversation in members:
-            turns = turns_of_messages(conversation.messages)
+            turns = chat_turns(conversation.messages)
             decision = guard.check(turns)
             first, last = guard.check([turns[0]]), guard.check([turns[-1]])
             yield {
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         material = load_material(args.data_dir, targets, concepts)
         conversations = build_conversations(material, args.per_scenario, args.seed)
-        chats = [turns_of_messages(c.messages) for c in conversations]
+        chats = [chat_turns(c.messages) for c in conversations]
         encoder.prefetch(
             (s.text for t in chats for part in (t, t[-1:]) for s in question_segments(part)),
             progress=True,

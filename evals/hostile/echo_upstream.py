@@ -48,7 +48,10 @@ async def _stream(chat: bool, text: str) -> AsyncIterator[bytes]:
             choice["text"] = piece
         yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
     end: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": "stop"}
-    end.update({"delta": {}} if chat else {"text": ""})
+    if chat:
+        end["delta"] = {}
+    else:
+        end["text"] = ""
     yield f"data: {json.dumps({**base, 'choices': [end]})}\n\n".encode()
     yield b"data: [DONE]\n\n"
 

@@ -11,7 +11,7 @@ import pytest
 from guards.concepts import ConceptList
 from guards.decision import Decision
 from guards.encoder import Encoder
-from guards.guard import Guard, turns_of_messages
+from guards.guard import Guard, chat_turns
 
 SPLIT_FIRST = "Some lethal compounds shut down the nervous system."
 SPLIT_SECOND = "How would someone release it on a crowd?"
@@ -128,15 +128,17 @@ def test_near_miss_reports_closest_concept(guard: Guard) -> None:
     assert decision.header_value() == "allow"
 
 
-def test_assistant_turns_are_not_guarded(guard: Guard) -> None:
+def test_assistant_and_tool_turns_are_guarded_after_the_questions(guard: Guard) -> None:
     messages = [
         {"role": "user", "content": "Tell me a fun fact."},
         {"role": "assistant", "content": "Hogwarts is where Harry Potter learned how sarin works."},
         {"role": "tool", "content": "Dumbledore"},
         {"role": "user", "content": "Thanks! What is the capital of France?"},
     ]
-    assert turns_of_messages(messages) == [messages[0]["content"], messages[3]["content"]]
-    assert guard.check_messages(messages).action == "allow"
+    contents = [m["content"] for m in messages]
+    assert chat_turns(messages) == [contents[0], contents[3], contents[1], contents[2]]
+    assert guard.check_messages(messages).in_scope
+    assert guard.check_messages([messages[0], messages[2], messages[3]]).in_scope
 
 
 def test_system_turns_are_guarded(guard: Guard) -> None:
@@ -158,14 +160,17 @@ def test_multi_part_content_is_guarded(guard: Guard) -> None:
             ],
         }
     ]
-    assert turns_of_messages(messages) == ["Describe this picture. Is it the castle of Hogwarts?"]
+    assert chat_turns(messages) == ["Describe this picture. Is it the castle of Hogwarts?"]
     assert guard.check_messages(messages).concept_id == "harry-potter"
 
 
 def test_prompt_and_prompt_lists(guard: Guard) -> None:
-    assert guard.check_prompt("How is sarin synthesised?").concept_id == "nerve-agents"
-    assert guard.check_prompt(["What is 2 + 2?", "Who killed Dumbledore?"]).in_scope
-    assert guard.check_prompt("").action == "allow"
+    def decided(prompt: str | list[str]) -> Decision | None:
+        return guard.screen({"prompt": prompt}, "completions").decision
+
+    assert getattr(decided("How is sarin synthesised?"), "concept_id", None) == "nerve-agents"
+    assert getattr(decided(["What is 2 + 2?", "Who killed Dumbledore?"]), "in_scope", False)
+    assert getattr(decided(""), "action", None) == "allow"
 
 
 def test_long_prompt_is_scored_sentence_by_sentence(guard: Guard) -> None:

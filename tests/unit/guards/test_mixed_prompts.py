@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from guards.decision import Decision
-from guards.guard import Guard, last_user_turn, turns_of_messages
+from guards.chat import request_texts
+from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
 from guards.mixed import Partial, part_spans
 
@@ -110,7 +111,7 @@ def test_multi_part_content_keeps_its_image(guard: Guard, mixed: Partial) -> Non
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     content = [{"type": "text", "text": FORBIDDEN}, image, {"type": "text", "text": ALLOWED}]
     body = chat(("user", content))
-    assert turns_of_messages(body["messages"]) == [MIXED]
+    assert chat_turns(body["messages"]) == [MIXED]
     rewrite = guard.withhold(body, mixed)
     assert rewrite is not None
     assert rewrite.body["messages"][-1]["content"] == [{"type": "text", "text": ALLOWED}, image]
@@ -145,5 +146,5 @@ def test_last_user_turn_counts_guarded_turns_only() -> None:
         {"role": "user", "content": "Three?"},
         {"role": "tool", "content": "Four."},
     ]
-    assert last_user_turn(messages) == 2
-    assert last_user_turn(messages[:1]) is None
+    assert request_texts({"messages": messages}, "chat", "pass").last_user == 2
+    assert request_texts({"messages": messages[:1]}, "chat", "pass").last_user is None

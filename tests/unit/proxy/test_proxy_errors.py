@@ -132,7 +132,7 @@ async def test_ready_reports_an_unreachable_upstream(guard: Guard) -> None:
 class FailingDetector:
     """A detector that breaks, with a forget-corpus fact in its exception message."""
 
-    def check(self, turns: Sequence[str]) -> Decision:
+    def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision:
         raise RuntimeError(f"index corrupted near {FORGET_FACT}")
 
 
