@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from guards.decision import Decision
 from guards.chat import request_texts
+from guards.decision import Decision
 from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
 from guards.mixed import Partial, part_spans
