@@ -71,7 +71,9 @@ class Screening:
     Exactly one of ``body`` (forward it upstream, maybe rewritten) and ``refusal`` (answer with
     this text, the model is not called) is set. ``header`` is the ``X-Nescio-Decision`` value;
     ``scanner`` watches the answer for concepts the conversation never named (``None``: nothing
-    to watch, or the output guard is off). ``decision`` is ``None`` only for :meth:`unguarded`.
+    to watch, or the output guard is off); ``partial`` is the split of a mixed prompt whose
+    in-scope parts were withheld from ``body``. ``decision`` is ``None`` only for
+    :meth:`unguarded`.
     """
 
     decision: Decision | None
@@ -79,6 +81,7 @@ class Screening:
     body: Mapping[str, Any] | None
     refusal: str | None = None
     scanner: LeakScanner | None = None
+    partial: Partial | None = None
 
     @classmethod
     def unguarded(cls, body: Mapping[str, Any], header: str) -> Screening:
@@ -114,9 +117,8 @@ def screen(
     if split is not None:
         partial, rewritten = split
         sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :], *context]
-        return Screening(
-            decision, partial.header_value(), rewritten, None, _scanner(guard, sent, policy)
-        )
+        scanner = _scanner(guard, sent, policy)
+        return Screening(decision, partial.header_value(), rewritten, None, scanner, partial)
     outcome = guard.intervene(body, decision)
     if isinstance(outcome, Refusal):
         return Screening(decision, decision.header_value(), None, outcome.text)

@@ -6,7 +6,7 @@ a neighbour question (a related subject of T that must stay answerable). A quest
 final punctuation gets a full stop, as a writer separating two questions would add. The guard
 is built from RWKU targets' concepts (:mod:`evals.concept_sources.rwku`, no probe text), one
 target at a time (``single``) and all targets at once (``all``); each prompt is checked and split
-with :func:`guards.mixed.isolate`, exactly as the proxy does. Per prompt:
+by :meth:`guards.guard.Guard.screen`, exactly as the proxy does. Per prompt:
 
 - ``withheld``: the forbidden question does not reach the model as asked (split off, or the
   whole policy applies: refuse, for these concepts);
@@ -124,8 +124,11 @@ def _all_parts(partial: Partial, span: tuple[int, int], *, withheld: bool) -> bo
 
 
 def check(guard: Guard, mixed: Mixed) -> dict[str, Any]:
-    decision = guard.check([mixed.text])
-    partial = guard.isolate([mixed.text], 0, decision) if decision.in_scope else None
+    """One prompt, sent as the proxy receives it and screened on the product path."""
+    screening = guard.screen({"messages": [{"role": "user", "content": mixed.text}]})
+    decision, partial = screening.decision, screening.partial
+    if decision is None:  # a guard built here always decides
+        raise RuntimeError("screening without a decision")
     return {
         **asdict(mixed),
         "flagged": decision.in_scope,
