@@ -84,7 +84,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("chat", "messages[role=tool].content", G, "tool results are client input"),
     Channel("chat", "messages[role=function].content", G, "legacy tool results"),
     Channel("chat", "messages[].content[type=text]", G, "text parts of multi-part content"),
-    Channel("chat", "messages[].content[type=image_url|input_audio|video_url|file|...]", R,
+    Channel("chat", "messages[].content[type=image_url, input_audio, video_url, file, ...]", R,
             "media the guard cannot read; NESCIO_UNGUARDED_MEDIA=pass forwards them unread"),
     Channel("chat", "messages[].name", G, "chat templates may render it"),
     Channel("chat", "messages[].tool_calls[].function.arguments", G, "and the function name"),
@@ -247,3 +247,17 @@ def _strings(value: Any) -> Iterator[str]:
                 stack.append(key)
         elif isinstance(item, list):
             stack.extend(reversed(item))
+
+
+def channel_table() -> str:
+    """:data:`CHANNELS` as the Markdown table the README shows (a test keeps the two equal)."""
+    rows = ["| endpoint | field | treatment | note |", "|---|---|---|---|"]
+    for c in CHANNELS:
+        field = c.field if c.treatment != Treatment.PASSED else "sampling and bookkeeping fields*"
+        rows.append(f"| {c.endpoint} | `{field}` | {c.treatment.value} | {c.note} |")
+    passed = ", ".join(f"`{f}`" for f in sorted(PASSED_FIELDS))
+    return "\n".join(rows) + f"\n\n\\* {passed}.\n"
+
+
+if __name__ == "__main__":
+    print(channel_table(), end="")

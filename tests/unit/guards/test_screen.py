@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from guards.budget import BudgetedEncoder, WorkBudget, spending
-from guards.chat import CHANNELS, PASSED_FIELDS, Treatment, request_texts
+from guards.chat import CHANNELS, PASSED_FIELDS, Treatment, channel_table, request_texts
 from guards.concepts import ConceptList
 from guards.encoder import Encoder, Vectors
 from guards.errors import GuardDeadlineExceeded, RequestRejected
@@ -295,3 +296,8 @@ def test_the_async_screening_answers_by_its_deadline(
         return time.monotonic() - started
 
     assert asyncio.run(answered_after()) < 1.5, "answered before the slow encoder call ended"
+
+
+def test_the_readme_shows_the_channel_table_of_the_code() -> None:
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    assert channel_table() in readme.read_text(encoding="utf-8")
