@@ -4,7 +4,12 @@ Non-streamed answers are checked whole. Streams are relayed with a small hold-ba
 released only once ``HOLD_CHARS`` more characters have arrived after it, so a name split across
 chunks is caught before any part of the text that completes it leaves the proxy. On a leak the
 held-back events are dropped, the concept's refusal text closes the choice, ``[DONE]`` follows,
-and the upstream request is closed (which stops the generation).
+and the upstream request is closed (which stops the generation). An incomplete event left when the
+stream ends is dropped, as SSE clients drop it, so no unchecked text leaves.
+
+With ``structured`` (the request asked for JSON or a forced tool call, see
+:func:`proxy.refusal.wants_structured`), a chat answer is withheld in OpenAI's ``refusal`` field
+instead of its content, so SDK helpers that parse the content report a refusal.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from typing import Any
 
 from guards.concepts import Concept
 from guards.output_guard import LeakScanner
+from proxy import sse
 
 log = logging.getLogger(__name__)
 HOLD_CHARS = 48
 
 
-def filter_body(body: bytes, scanner: LeakScanner) -> tuple[bytes, Concept | None]:
-    """Replace leaking choices of a chat or text completion JSON body with the refusal text."""
+def filter_body(
+    body: bytes, scanner: LeakScanner, *, structured: bool = False
+) -> tuple[bytes, Concept | None]:
+    """Replace leaking choices of a chat or text completion JSON body with the refusal text (in a
+    chat message's ``refusal``, its ``content`` null, when ``structured``)."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -41,7 +50,10 @@ def filter_body(body: bytes, scanner: LeakScanner) -> tuple[bytes, Concept | Non
         concept = scanner.leaked(text) if isinstance(text, str) else None
         if concept is not None:
             hit = concept
-            holder[key] = scanner.refusal(concept)
+            if structured and holder is message:
+                holder.update(content=None, refusal=scanner.refusal(concept))
+            else:
+                holder[key] = scanner.refusal(concept)
             choice["finish_reason"] = "stop"
             choice["logprobs"] = None
     if hit is None:
@@ -61,23 +73,33 @@ class _StreamState:
     pending: list[_Event] = field(default_factory=list)
     template: dict[str, Any] = field(default_factory=dict)
     is_chat: bool = True
+    structured: bool = False
 
 
 async def filter_stream(
-    chunks: AsyncGenerator[bytes, None], scanner: LeakScanner, hold_chars: int = HOLD_CHARS
+    chunks: AsyncGenerator[bytes, None],
+    scanner: LeakScanner,
+    hold_chars: int = HOLD_CHARS,
+    *,
+    structured: bool = False,
 ) -> AsyncIterator[bytes]:
     """Relay SSE events, holding back the last ``hold_chars`` characters until they are checked.
 
-    ``chunks`` is closed on every exit (leak, end, client disconnect), closing the upstream.
+    ``chunks`` is closed on every exit (leak, end, client disconnect), closing the upstream. The
+    stream's own ending (``[DONE]``, or the relay's error event and ``[DONE]``) passes through;
+    only a withheld answer gets a ``[DONE]`` from here, since nothing after the leak is relayed.
     """
-    state = _StreamState()
+    state = _StreamState(structured=structured)
     buffer = b""
     try:
         async for chunk in chunks:
+            searched = len(buffer)
             buffer += chunk
-            while b"\n\n" in buffer:
-                raw, buffer = buffer.split(b"\n\n", 1)
-                concept = _add_event(state, raw + b"\n\n", scanner)
+            events, rest = sse.split_events(buffer, searched)
+            begin = 0
+            for block, end in events:
+                concept = _add_event(state, block, buffer[begin:end], scanner)
+                begin = end
                 if concept is not None:
                     log.info("output guard: answer withheld, concept=%s", concept.id)
                     for withheld in _withheld(state, scanner.refusal(concept)):
@@ -85,21 +107,22 @@ async def filter_stream(
                     return
                 for released in _release(state, hold_chars):
                     yield released
+            buffer = buffer[rest:]
         for event in state.pending:
             yield event.raw
-        if buffer:
-            yield buffer
     finally:
         await chunks.aclose()
 
 
-def _add_event(state: _StreamState, raw: bytes, scanner: LeakScanner) -> Concept | None:
-    data = raw.strip()
+def _add_event(
+    state: _StreamState, block: bytes, raw: bytes, scanner: LeakScanner
+) -> Concept | None:
+    data = sse.event_data(block)
     added = 0
-    if data.startswith(b"data:") and data[5:].strip() != b"[DONE]":
+    if data is not None and data != sse.DONE_DATA:
         try:
-            payload = json.loads(data[5:])
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = json.loads(data)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
             if not state.template:
@@ -139,17 +162,20 @@ def _release(state: _StreamState, hold_chars: int) -> list[bytes]:
 
 
 def _withheld(state: _StreamState, refusal: str) -> list[bytes]:
-    """Close every choice seen so far: the refusal text, a finish chunk of its own, ``[DONE]``."""
+    """Close every choice seen so far: the refusal text (a chat ``refusal`` delta when structured),
+    a finish chunk of its own, ``[DONE]``."""
     events = []
     for index in sorted(state.texts) or [0]:
         for text, finish in ((f"\n{refusal}", None), ("", "stop")):
             choice: dict[str, Any] = {"index": index, "logprobs": None, "finish_reason": finish}
-            if state.is_chat:
-                choice["delta"] = {"content": text} if text else {}
-            else:
+            if not state.is_chat:
                 choice["text"] = text
-            events.append(
-                f"data: {json.dumps({**state.template, 'choices': [choice]})}\n\n".encode()
-            )
-    events.append(b"data: [DONE]\n\n")
+            elif not text:
+                choice["delta"] = {}
+            elif state.structured:
+                choice["delta"] = {"refusal": refusal}
+            else:
+                choice["delta"] = {"content": text}
+            events.append(sse.encode({**state.template, "choices": [choice]}))
+    events.append(sse.DONE)
     return events

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
 import httpx
+import openai
 import pytest
 from proxy_fakes import (
     SSE_HEADERS,
@@ -20,16 +23,18 @@ from proxy_fakes import (
     text_completion,
     wait_until,
 )
+from pydantic import BaseModel
 
 from guards.guard import Guard
+from guards.output_guard import LeakScanner
 from proxy.app import create_app
+from proxy.output_filter import filter_body, filter_stream
 from proxy.settings import ProxySettings
 
 pytestmark = pytest.mark.anyio
-REVERSE_QUERY = {
-    "model": "m",
-    "messages": [{"role": "user", "content": "Who wrote that wizard series?"}],
-}
+QUESTION = "Who wrote that wizard series?"
+MESSAGES: list[Any] = [{"role": "user", "content": QUESTION}]
+REVERSE_QUERY = {"model": "m", "messages": MESSAGES}
 REFUSAL = "I can't discuss those books."
 
 
@@ -130,3 +135,72 @@ async def test_a_withheld_stream_closes_the_upstream(guard: Guard) -> None:
             await wait_until(lambda: gated.closed, what="the upstream stream to be closed")
     assert gated.produced == 2
     assert b"Potter" not in b"".join(received)
+
+
+class Book(BaseModel):
+    author: str
+
+
+def scanner_for(guard: Guard) -> LeakScanner:
+    return guard.leak_scanner([QUESTION])
+
+
+async def reads(chunks: list[bytes]) -> AsyncGenerator[bytes, None]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def filtered(guard: Guard, chunks: list[bytes], *, structured: bool = False) -> bytes:
+    out = filter_stream(reads(chunks), scanner_for(guard), structured=structured)
+    return b"".join([chunk async for chunk in out])
+
+
+def sdk_serving(body: bytes, content_type: str) -> openai.AsyncOpenAI:
+    """The real openai SDK, served ``body`` whatever it asks."""
+
+    async def serve(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": content_type}, content=body)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    return openai.AsyncOpenAI(base_url="http://up/v1", api_key="k", http_client=http)
+
+
+async def test_a_withheld_structured_answer_is_a_refusal_the_sdk_parses(guard: Guard) -> None:
+    answer = chat_completion("m", text='{"author": "the creator of Harry Potter"}')
+    body, hit = filter_body(json.dumps(answer).encode(), scanner_for(guard), structured=True)
+    assert hit is not None and hit.id == "harry-potter"
+    async with sdk_serving(body, "application/json") as client:
+        completion = await client.beta.chat.completions.parse(
+            model="m", messages=MESSAGES, response_format=Book
+        )
+    message = completion.choices[0].message
+    assert (message.content, message.refusal, message.parsed) == (None, REFUSAL, None)
+
+
+async def test_a_withheld_structured_stream_is_a_refusal_the_sdk_parses(guard: Guard) -> None:
+    words = ['{"author": "', "Har", "ry Pot", 'ter"}']
+    body = await filtered(guard, chat_stream_chunks("m", words), structured=True)
+    assert b"Pot" not in body
+    async with (
+        sdk_serving(body, "text/event-stream") as client,
+        client.beta.chat.completions.stream(
+            model="m", messages=MESSAGES, response_format=Book
+        ) as stream,
+    ):
+        events = [event async for event in stream]
+        completion = await stream.get_final_completion()
+    message = completion.choices[0].message
+    assert message.refusal == REFUSAL and message.parsed is None
+    assert [e.refusal for e in events if e.type == "refusal.done"] == [REFUSAL]
+
+
+async def test_an_incomplete_last_event_is_never_released_unchecked(guard: Guard) -> None:
+    tail = chat_stream_chunks("m", ["Harry Potter"])[1].removesuffix(b"\n\n")
+    body = await filtered(guard, [*chat_stream_chunks("m", ["It is"])[:2], tail])
+    assert b"Potter" not in body
+
+
+async def test_a_crlf_stream_is_checked_too(guard: Guard) -> None:
+    chunks = [c.replace(b"\n", b"\r\n") for c in chat_stream_chunks("m", ["It is Harry Potter."])]
+    body = await filtered(guard, chunks)
+    assert b"Potter" not in body and REFUSAL.encode() in body
