@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all three)",
+        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all three; "
+        "'' with --soak runs the soak alone)",
     )
     parser.add_argument("--soak", action="store_true", help="also run the soak (over 10 minutes)")
     parser.add_argument(

@@ -327,8 +327,8 @@ def run_fuzz(
     timeout: float = 30.0,
     time_limit: float = 1800.0,
 ) -> FuzzTally:
-    """Send up to ``cases`` generated requests (fewer if ``time_limit`` seconds pass first) and
-    tally them. No shrinking and no example database: every case is sent once, and a failure is
+    """Send up to ``cases`` generated requests (fewer if ``time_limit`` seconds pass first), each
+    cut off after ``timeout`` seconds in all, and tally them. No shrinking and no example database: every case is sent once, and a failure is
     recorded, not raised, so the count of failures is the measurement."""
     tally = FuzzTally()
     began = time.monotonic()
@@ -346,15 +346,23 @@ def run_fuzz(
         def send(case: FuzzCase) -> None:
             if time.monotonic() - began > time_limit:
                 return
-            try:
-                response = client.request(
-                    case.method, case.path, content=case.content, headers=case.headers
-                )
-            except httpx.HTTPError as exc:
-                tally.record(case, None, type(exc).__name__)
-                return
-            tally.record(case, response.status_code, "")
+            status, problem = _send(client, case, timeout)
+            tally.record(case, status, problem)
 
         send()
     tally.seconds = time.monotonic() - began
     return tally
+
+
+def _send(client: httpx.Client, case: FuzzCase, limit: float) -> tuple[int | None, str]:
+    """The status of one case, or None and why: a transport error, or an answer (a stream
+    included) still arriving after ``limit`` seconds, which counts as a hang."""
+    began = time.monotonic()
+    try:
+        with client.stream(case.method, case.path, content=case.content, headers=case.headers) as r:
+            for _ in r.iter_bytes():
+                if time.monotonic() - began > limit:
+                    return None, f"answer still arriving after {limit:.0f}s"
+            return r.status_code, ""
+    except httpx.HTTPError as exc:
+        return None, type(exc).__name__

@@ -186,8 +186,10 @@ def _heavy_in_flight(targets: Targets) -> CaseResult:
         for label, method, path, content in probes:
             response, seconds, error = _send(targets.proxy_url, method, path, content, timeout=10)
             worst[label] = max(worst.get(label, 0.0), seconds)
-            if response is None or response.status_code != 200:
-                failures.append(f"{label} {error or response.status_code if response else error}")
+            if response is None:
+                failures.append(f"{label} {error}")
+            elif response.status_code != 200:
+                failures.append(f"{label} {response.status_code}")
             elif thread.is_alive():
                 overlapped += 1
         time.sleep(0.2)
