@@ -32,6 +32,7 @@ from proxy.refusal import (
     chat_refusal_stream,
     completion_refusal,
     completion_refusal_stream,
+    wants_structured,
 )
 from proxy.relay import relay_stream
 from proxy.settings import ProxySettings
@@ -143,13 +144,16 @@ class ProxyService:
         body, scanner = screening.body, screening.scanner
         if body is None:
             raise ProxyError("internal error: a screening without a refusal or a body")
+        structured = wants_structured(body)
         response = await self.upstream.send("POST", path, json=body, headers=headers)
         out_headers = {**relay_headers(response), **self._decision_headers(screening.header)}
         is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         if body.get("stream") and response.status_code == 200 and is_stream:
             chunks = relay_stream(response)
             return StreamingResponse(
-                chunks if scanner is None else filter_stream(chunks, scanner),
+                chunks
+                if scanner is None
+                else filter_stream(chunks, scanner, structured=structured),
                 status_code=200,
                 headers=out_headers,
                 media_type="text/event-stream",
@@ -168,7 +172,7 @@ class ProxyService:
             ) from exc
         await response.aclose()
         if scanner is not None and response.status_code == 200:
-            content, leaked = filter_body(content, scanner)
+            content, leaked = filter_body(content, scanner, structured=structured)
             if leaked is not None:
                 log.info("output guard: answer withheld, concept=%s", leaked.id)
                 if self.settings.decision_header:
