@@ -36,8 +36,9 @@ MEDIA_PART_TYPES = frozenset({
     "image_url", "input_image", "image_embeds", "image_pil", "input_audio", "audio_url",
     "video_url", "file", "input_file",
 })  # fmt: skip
-# Keys of a message that carry no text: the role decides nothing by its wording, an id is opaque.
-MESSAGE_KEYS_UNREAD = frozenset({"role", "content", "tool_call_id"})
+# Keys of a message read elsewhere (content) or carrying no text (the role). A tool_call_id is
+# read: some chat templates render it.
+MESSAGE_KEYS_UNREAD = frozenset({"role", "content"})
 # Request fields that cannot put text in front of the model: they shape sampling, stopping,
 # output format of tokens, routing or bookkeeping. Stop strings and bad words end or forbid
 # output; the model never reads them.

@@ -64,7 +64,7 @@ class SentenceTransformerEncoder:
         self.dim = int(dim)
         self._batch_size = batch_size
         self._bucketed = bucketed
-        self._lock = threading.Lock()
+        self._lock = FairLock()
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
@@ -94,6 +94,29 @@ class SentenceTransformerEncoder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class FairLock:
+    """A lock granted in arrival order. A request whose check makes many encoder calls (a long
+    prompt, encoded in chunks) releases it between calls; with a plain lock it would usually take
+    it straight back, and a short request waiting for one call would wait for all of them."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turn:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._turn.wait()
+
+    def __exit__(self, *_: object) -> None:
+        with self._turn:
+            self._serving += 1
+            self._turn.notify_all()
 
 
 def length_buckets(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_TOKENS) -> list[list[int]]:

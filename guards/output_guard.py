@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from guards.concepts import Concept, ConceptList
 from guards.normalize import AliasMatcher, NormalizedText
 
+MIN_WINDOW = 256
+SPREAD = 8  # how far apart an obfuscated name's letters may be spread ("H . a . r . r . y")
+
 
 class LeakScanner:
     """Which watched concept, if any, a text names (full name or alias, obfuscation-robust)."""
@@ -26,6 +29,10 @@ class LeakScanner:
         self._concepts = concepts
         self._aliases = aliases
         self._watched = [i for i, was_named in enumerate(named) if not was_named]
+        longest = max((len(f) for c in concepts.concepts for f in c.surface_forms), default=0)
+        self.window = max(MIN_WINDOW, SPREAD * longest)
+        """Characters of text before a new piece that a stream check must look at again: any
+        name ending in the piece starts within them (so a stream is scanned in linear time)."""
 
     @property
     def active(self) -> bool:

@@ -1,8 +1,11 @@
 """Applying the output guard (:mod:`guards.output_guard`) to upstream answers.
 
-Non-streamed answers are checked whole. Streams are relayed with a small hold-back: an event is
-released only once ``HOLD_CHARS`` more characters have arrived after it, so a name split across
-chunks is caught before any part of the text that completes it leaves the proxy. On a leak the
+Non-streamed answers are checked whole (off the event loop when large). Streams are relayed with a
+small hold-back: an event is released only once ``HOLD_CHARS`` more characters have arrived after
+it, so a name split across chunks is caught before any part of the text that completes it leaves
+the proxy; each new piece is checked with the scanner's ``window`` of text before it, never the
+whole answer again, so a long answer costs linear time. What a client reads is checked: the
+content, the reasoning and tool-call arguments (a forced tool call answers in its arguments). On a leak the
 held-back events are dropped, the concept's refusal text closes the choice, ``[DONE]`` follows,
 and the upstream request is closed (which stops the generation). An incomplete event left when the
 stream ends is dropped, as SSE clients drop it, so no unchecked text leaves.
@@ -26,13 +29,15 @@ from proxy import sse
 
 log = logging.getLogger(__name__)
 HOLD_CHARS = 48
+READABLE_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls", "function_call")
 
 
 def filter_body(
     body: bytes, scanner: LeakScanner, *, structured: bool = False
 ) -> tuple[bytes, Concept | None]:
     """Replace leaking choices of a chat or text completion JSON body with the refusal text (in a
-    chat message's ``refusal``, its ``content`` null, when ``structured``)."""
+    chat message's ``refusal``, its ``content`` null, when ``structured``); a chat message that
+    leaks loses its reasoning and tool calls too."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -45,20 +50,38 @@ def filter_body(
         if not isinstance(choice, dict):
             continue
         message = choice.get("message")
-        holder, key = (message, "content") if isinstance(message, dict) else (choice, "text")
-        text = holder.get(key)
-        concept = scanner.leaked(text) if isinstance(text, str) else None
+        if isinstance(message, dict):
+            concept = scanner.leaked(_message_text(message))
+            if concept is not None:
+                for key in READABLE_FIELDS:
+                    message.pop(key, None)
+                if structured:
+                    message.update(content=None, refusal=scanner.refusal(concept))
+                else:
+                    message["content"] = scanner.refusal(concept)
+        else:
+            text = choice.get("text")
+            concept = scanner.leaked(text) if isinstance(text, str) else None
+            if concept is not None:
+                choice["text"] = scanner.refusal(concept)
         if concept is not None:
             hit = concept
-            if structured and holder is message:
-                holder.update(content=None, refusal=scanner.refusal(concept))
-            else:
-                holder[key] = scanner.refusal(concept)
             choice["finish_reason"] = "stop"
             choice["logprobs"] = None
     if hit is None:
         return body, None
     return json.dumps(payload).encode(), hit
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """What a client reads of a chat message or delta: content, reasoning, tool-call arguments."""
+    parts = [message.get(key) for key in ("content", "reasoning_content", "reasoning")]
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts += [function.get("name"), function.get("arguments")]
+    return " ".join(p for p in parts if isinstance(p, str))
 
 
 @dataclass
@@ -130,12 +153,13 @@ def _add_event(
             for choice in payload["choices"]:
                 piece = _piece(choice, state)
                 if piece:
-                    index = int(choice.get("index", 0))
-                    state.texts[index] = state.texts.get(index, "") + piece
+                    index = _index(choice)
+                    text = state.texts.get(index, "") + piece
                     added += len(piece)
-                    leaked = scanner.leaked(state.texts[index])
+                    leaked = scanner.leaked(text)
                     if leaked is not None:
                         return leaked
+                    state.texts[index] = _tail(text, scanner.window)
     state.pending.append(_Event(raw, added))
     return None
 
@@ -145,11 +169,25 @@ def _piece(choice: Any, state: _StreamState) -> str:
         return ""
     delta = choice.get("delta")
     if isinstance(delta, dict):
-        content = delta.get("content")
-        return content if isinstance(content, str) else ""
+        return _message_text(delta)
     state.is_chat = False
     text = choice.get("text")
     return text if isinstance(text, str) else ""
+
+
+def _index(choice: dict[str, Any]) -> int:
+    index = choice.get("index", 0)
+    return index if isinstance(index, int) else 0
+
+
+def _tail(text: str, window: int) -> str:
+    """The last ``window`` characters of ``text``, cut at a space so no word is split (a split
+    word could read as a name it is not part of)."""
+    if len(text) <= window:
+        return text
+    tail = text[-window:]
+    space = tail.find(" ")
+    return tail[space + 1 :] if space >= 0 else tail
 
 
 def _release(state: _StreamState, hold_chars: int) -> list[bytes]:

@@ -17,7 +17,9 @@ from proxy.errors import InvalidRequest
 
 
 class OpenAIModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """Strict types for the fields the proxy reads (``"stream": "yes"`` is a 400, not a stream)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ChatMessage(OpenAIModel):

@@ -9,8 +9,10 @@ closed, which aborts the generation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -172,7 +174,9 @@ class ProxyService:
             ) from exc
         await response.aclose()
         if scanner is not None and response.status_code == 200:
-            content, leaked = filter_body(content, scanner, structured=structured)
+            check = partial(filter_body, content, scanner, structured=structured)
+            # A long answer is checked in a worker thread, so the event loop keeps serving.
+            content, leaked = await asyncio.to_thread(check) if len(content) > 65536 else check()
             if leaked is not None:
                 log.info("output guard: answer withheld, concept=%s", leaked.id)
                 if self.settings.decision_header:

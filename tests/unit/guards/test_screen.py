@@ -174,8 +174,8 @@ def test_assistant_and_tool_turns_are_context_not_joined_with_questions() -> Non
     )
     texts = request_texts(body, "chat", "reject")
     assert texts.questions == ("S", "U1", "U2")
-    assert texts.context == ("A1", "bot", "T1", "type function function name f")
-    assert texts.roles == ("assistant", "assistant.fields", "tool", "request.tools")
+    assert texts.context == ("A1", "bot", "T1", "call_9", "type function function name f")
+    assert texts.roles == ("assistant", "assistant.fields", "tool", "tool.fields", "request.tools")
     assert texts.last_user == 2
 
 

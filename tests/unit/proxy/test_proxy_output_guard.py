@@ -204,3 +204,55 @@ async def test_a_crlf_stream_is_checked_too(guard: Guard) -> None:
     chunks = [c.replace(b"\n", b"\r\n") for c in chat_stream_chunks("m", ["It is Harry Potter."])]
     body = await filtered(guard, chunks)
     assert b"Potter" not in body and REFUSAL.encode() in body
+
+
+class RecordingScanner(LeakScanner):
+    """A scanner that records how much text each check was given."""
+
+    def __init__(self, inner: LeakScanner) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.lengths: list[int] = []
+
+    def leaked(self, text: str) -> Any:
+        self.lengths.append(len(text))
+        return super().leaked(text)
+
+
+async def test_a_long_stream_is_scanned_in_windows_and_a_late_name_is_still_caught(
+    guard: Guard,
+) -> None:
+    scanner = RecordingScanner(scanner_for(guard))
+    words = ["Lorem ipsum dolor sit amet. "] * 3000 + ["Har", "ry Pot", "ter."]
+    out = filter_stream(reads(chat_stream_chunks("m", words)), scanner)
+    body = b"".join([chunk async for chunk in out])
+    assert b"Pot" not in body and REFUSAL.encode() in body
+    assert max(scanner.lengths) <= scanner.window + len(words[0])  # never the whole answer again
+
+
+@pytest.mark.parametrize("where", ["tool_call_arguments", "reasoning_content"])
+async def test_a_name_in_tool_call_arguments_or_reasoning_is_withheld(
+    guard: Guard, where: str
+) -> None:
+    answer = chat_completion("m", text="")
+    message = answer["choices"][0]["message"]
+    message["content"] = None
+    if where == "reasoning_content":
+        message["reasoning_content"] = "The author is Harry Potter's creator."
+    else:
+        call = {"name": "record", "arguments": '{"book": "Harry Potter"}'}
+        message["tool_calls"] = [{"id": "c1", "type": "function", "function": call}]
+    body, hit = filter_body(json.dumps(answer).encode(), scanner_for(guard), structured=True)
+    assert hit is not None and b"Potter" not in body
+    assert json.loads(body)["choices"][0]["message"]["refusal"] == REFUSAL
+
+
+async def test_a_name_in_streamed_tool_call_arguments_is_withheld(guard: Guard) -> None:
+    def event(arguments: str) -> bytes:
+        call = {"index": 0, "function": {"arguments": arguments}}
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}  # fmt: skip
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    chunks = [event('{"book": "Har'), event("ry Pot"), event('ter"}'), b"data: [DONE]\n\n"]
+    body = await filtered(guard, chunks)
+    assert b"Pot" not in body and REFUSAL.encode() in body
