@@ -13,6 +13,7 @@ from guards.guard import Guard
 from proxy import admin, routes
 from proxy.body_limit import BodyLimit
 from proxy.errors import install_error_handlers
+from proxy.observe import Metrics, Observe
 from proxy.service import ProxyService
 from proxy.settings import ProxySettings
 from proxy.state import GuardState
@@ -49,6 +50,8 @@ def create_app(
     app.state.service = ProxyService(settings, state, upstream)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.metrics = Metrics(state.current_concepts)
+    app.add_middleware(Observe, metrics=app.state.metrics)
     app.include_router(routes.api)
     app.include_router(routes.router)
     app.include_router(admin.router)

@@ -89,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=False,  # proxy.observe logs one line per request, with the decision
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
     return 0
@@ -100,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: the proxy's access log and the evaluator's progress bars
+    # already say what matters, once.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         result: int = args.handler(args)
     except NescioError as exc:

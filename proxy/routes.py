@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.auth import require_client
 from proxy.service import ProxyService
@@ -36,6 +37,13 @@ async def models(request: Request) -> Response:
 async def health() -> dict[str, str]:
     """Liveness: the process serves requests."""
     return {"status": "ok"}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (README, "Metrics and logs")."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready")

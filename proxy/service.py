@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -27,6 +28,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.observe import Record, current
 from proxy.output_filter import filter_body, filter_stream
 from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
 from proxy.refusal import (
@@ -87,22 +89,30 @@ class ProxyService:
         guard failed and fail-open is on. Client errors (:class:`RequestRejected`) are never
         failed open: they are answered with a 400."""
         guard = self.state.guard  # one configuration for the whole request, even across a swap
+        record = current()
         if guard is None:
+            _note(record, "unguarded")
             return Screening.unguarded(body, "allow")
+        started = time.perf_counter()
         try:
             screening = await guard.ascreen(body, endpoint, self.policy)
         except RequestRejected:
+            _note(record, "rejected", started)
             raise
         except Exception as exc:  # the fail-open/closed policy must cover every failure mode
             log.error(
                 "guard check failed (%s); fail_open=%s", type(exc).__name__, self.settings.fail_open
             )
             if self.settings.fail_open:
+                _note(record, "fail-open", started)
                 return Screening.unguarded(body, FAIL_OPEN_HEADER)
+            _note(record, "guard-error", started)
             raise GuardUnavailable("the guard is unavailable; request not forwarded") from exc
         decision = screening.decision
+        action = "allow" if decision is None else decision.action
+        _note(record, "partial" if screening.partial is not None else action, started)
         if decision is not None and decision.in_scope:
-            log.info(
+            log.debug(
                 "decision %s concept=%s score=%.3f%s",
                 decision.action,
                 decision.concept_id,
@@ -147,7 +157,11 @@ class ProxyService:
         if body is None:
             raise ProxyError("internal error: a screening without a refusal or a body")
         structured = wants_structured(body)
+        started = time.perf_counter()
         response = await self.upstream.send("POST", path, json=body, headers=headers)
+        record = current()
+        if record is not None:
+            record.upstream_s = time.perf_counter() - started
         out_headers = {**relay_headers(response), **self._decision_headers(screening.header)}
         is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
         if body.get("stream") and response.status_code == 200 and is_stream:
@@ -182,3 +196,12 @@ class ProxyService:
                 if self.settings.decision_header:
                     out_headers[OUTPUT_HEADER] = f"withheld; concept={leaked.id}"
         return Response(content, response.status_code, out_headers)
+
+
+def _note(record: Record | None, decision: str, started: float | None = None) -> None:
+    """Put the decision (and the guard's time since ``started``) on the request's record."""
+    if record is None:
+        return
+    record.decision = decision
+    if started is not None:
+        record.guard_s = time.perf_counter() - started

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from guards.concepts import load_concepts
+from proxy.settings import ProxySettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -283,3 +284,14 @@ def test_compose_wires_gpu_health_and_upstream() -> None:
     assert default_dir is not None
     concepts_file = Path(proxy["environment"]["NESCIO_CONCEPTS_PATH"]).name
     assert (COMPOSE.parent / default_dir.group(1) / concepts_file).is_file()
+
+
+def test_prometheus_scrapes_the_proxys_metrics_port_and_shutdown_fits_the_grace_period() -> None:
+    proxy = find("Deployment", PROXY)
+    annotations = proxy["spec"]["template"]["metadata"]["annotations"]
+    ports = [p["containerPort"] for p in containers(proxy)[0]["ports"]]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) in ports
+    grace = proxy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert ProxySettings().shutdown_grace < grace
