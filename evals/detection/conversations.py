@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from evals.detection.run import reference_answer
 from evals.probes import Probe
 from guards.concepts import Concept
 from guards.normalize import AliasMatcher, NormalizedText
@@ -158,12 +159,22 @@ class Material:
     utility: Sequence[Probe]
 
 
-def build_conversations(material: Material, per_scenario: int, seed: int) -> list[Conversation]:
+def build_conversations(
+    material: Material, per_scenario: int, seed: int, *, gold_answers: bool = False
+) -> list[Conversation]:
     """Up to ``per_scenario`` conversations per scenario, drawn with a fixed ``seed``.
 
     Level 1-2 forget questions that name the target (alias matching) open the follow-up, split
     and topic switch chats; forget questions of any level that do not open the unnamed ones.
+    With ``gold_answers``, the assistant turn of the out-of-scope chats (neighbour and utility
+    follow-ups) is the opening question's gold answer instead of the neutral stand-in, as a
+    model that knows it would answer: the guard reads assistant turns, and this measures what
+    real answers cost in false positives.
     """
+
+    def answer(probe: Probe) -> str:
+        return (reference_answer(probe) if gold_answers else "") or ASSISTANT_STAND_IN
+
     rng = random.Random(seed)
     pools: dict[Scenario, list[Conversation]] = {s: [] for s in Scenario}
     for cid, concept in material.concepts.items():
@@ -182,14 +193,14 @@ def build_conversations(material: Material, per_scenario: int, seed: int) -> lis
                     pools[conversation.scenario].append(conversation)
         for probe in material.neighbor.get(cid, ()):
             k = rng.randrange(len(FOLLOW_UPS))
-            turns = chat(probe.query, ASSISTANT_STAND_IN, follow_up(k, THEY))
+            turns = chat(probe.query, answer(probe), follow_up(k, THEY))
             pools[Scenario.NEIGHBOR_FOLLOW_UP].append(
                 Conversation(Scenario.NEIGHBOR_FOLLOW_UP, cid, turns, (probe.id,), k)
             )
     ids = list(material.concepts)
     for probe in material.utility:
         k = rng.randrange(len(FOLLOW_UPS))
-        turns = chat(probe.query, ASSISTANT_STAND_IN, follow_up(k, THEY))
+        turns = chat(probe.query, answer(probe), follow_up(k, THEY))
         pools[Scenario.UTILITY_FOLLOW_UP].append(
             Conversation(Scenario.UTILITY_FOLLOW_UP, rng.choice(ids), turns, (probe.id,), k)
         )

@@ -5,7 +5,8 @@ Usage: ``python -m evals.detection.multiturn [--targets 51-100] [--per-scenario 
 Builds the conversations of :mod:`evals.detection.conversations` from RWKU targets (by default
 51-100, the targets the learned scorer was *not* fitted on), concepts built as ``nescio eval
 detect --benchmark rwku`` builds them, and checks each chat with :class:`guards.guard.Guard`
-(the user turns of :func:`guards.guard.chat_turns`, exactly what the proxy checks). Settings:
+(:meth:`guards.guard.Guard.check_messages`: the user turns, and the assistant turn as context,
+exactly what the proxy checks). Settings:
 ``single`` (a guard holding only the conversation's target) and ``all`` (every target at once);
 detectors: ``embedding`` and ``learned``. Prints, per cell, the share of conversations flagged
 next to the share flagged when only the last user turn is checked (the naive guard), and in
@@ -38,10 +39,11 @@ from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
 from evals.probes import Probe
+from guards.chat import RequestTexts, request_texts
 from guards.concepts import ConceptList
 from guards.corpus import read_corpus_file
 from guards.encoder import load_encoder
-from guards.guard import DetectorKind, Guard, chat_turns
+from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
 from guards.memo_encoder import MemoEncoder, vector_store
 
@@ -95,9 +97,9 @@ def check_all(
         subset = concepts.subset(ids) if ids else concepts
         guard = Guard.build(subset, encoder=encoder, cache_dir=cache_dir, detector=detector)
         for conversation in members:
-            turns = chat_turns(conversation.messages)
-            decision = guard.check(turns)
-            first, last = guard.check([turns[0]]), guard.check([turns[-1]])
+            questions = _texts(conversation).questions
+            decision = guard.check_messages(conversation.messages)
+            first, last = guard.check([questions[0]]), guard.check([questions[-1]])
             yield {
                 "setting": setting.value,
                 "detector": detector,
@@ -171,6 +173,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _texts(conversation: Conversation) -> RequestTexts:
+    return request_texts({"messages": list(conversation.messages)}, "chat", "pass")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", default="51-100", help="RWKU targets (default 51-100)")
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setting", choices=("single", "all", "both"), default="both")
     parser.add_argument("--cache-dir", type=Path, default=Path(".nescio/index-cache"))
     parser.add_argument("--out", type=Path, help="folder for items.jsonl and summary.json")
+    parser.add_argument(
+        "--gold-answers",
+        action="store_true",
+        help="the assistant turn of neighbour and utility chats is the gold answer, not a "
+        "neutral stand-in (the guard reads assistant turns as context)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     targets = parse_targets(args.targets)
@@ -193,10 +205,17 @@ def main(argv: list[str] | None = None) -> int:
             build(args.data_dir, targets, CORPUS_DIR), Path(folder) / "concepts.yaml"
         )
         material = load_material(args.data_dir, targets, concepts)
-        conversations = build_conversations(material, args.per_scenario, args.seed)
-        chats = [chat_turns(c.messages) for c in conversations]
+        conversations = build_conversations(
+            material, args.per_scenario, args.seed, gold_answers=args.gold_answers
+        )
+        chats = [_texts(c) for c in conversations]
         encoder.prefetch(
-            (s.text for t in chats for part in (t, t[-1:]) for s in question_segments(part)),
+            (
+                s.text
+                for t in chats
+                for q, c in ((t.questions, t.context), (t.questions[-1:], ()))
+                for s in question_segments(q, c)
+            ),
             progress=True,
             desc="encoding conversations",
         )

@@ -30,10 +30,12 @@ CONCEPTS = ConceptList(
 )  # fmt: skip
 
 
-def _probe(pid: str, kind: ProbeKind, text: str, target: str, level: int = 2) -> Probe:
+def _probe(
+    pid: str, kind: ProbeKind, text: str, target: str, level: int = 2, answer: str = ""
+) -> Probe:
     return Probe(
         id=pid, probe_set=f"rwku:{kind.value}", kind=kind, level=level, target_ids=(target,),
-        query=text, prompt=text,
+        query=text, prompt=text, answers=(answer,) if answer else (),
     )  # fmt: skip
 
 
@@ -50,7 +52,9 @@ MATERIAL = Material(
             _probe("f4", ProbeKind.FORGET, "Which jazz album did Tomas Brandt record?", "2"),
         ],
     },
-    neighbor={"rwku-001": [_probe("n1", ProbeKind.NEIGHBOR, "How tall is Mount Fuji?", "1")]},
+    neighbor={
+        "rwku-001": [_probe("n1", ProbeKind.NEIGHBOR, "How tall is Mount Fuji?", "1", 2, "3,776 m")]
+    },
     utility=[_probe("u1", ProbeKind.UTILITY, "What is two plus two?", "1")],
 )
 
@@ -104,3 +108,11 @@ def test_table_rows_per_detector_setting_and_scenario(fake_encoder: Encoder) -> 
     assert follow_up["alias_share"] == 1.0 and follow_up["right_concept"] == 1.0
     assert rows[("single", "neighbor_follow_up")]["metric"] == "fpr"
     assert "neighbor_follow_up" in format_table(list(rows.values()))
+
+
+def test_gold_answers_replace_the_stand_in_in_out_of_scope_chats_only() -> None:
+    chats = build_conversations(MATERIAL, per_scenario=10, seed=3, gold_answers=True)
+    answers = {c.scenario: c.messages[1]["content"] for c in chats}
+    assert answers[Scenario.NEIGHBOR_FOLLOW_UP] == "3,776 m"
+    assert answers[Scenario.UTILITY_FOLLOW_UP] == ASSISTANT_STAND_IN  # no gold answer: stand-in
+    assert answers[Scenario.FOLLOW_UP] == ASSISTANT_STAND_IN
