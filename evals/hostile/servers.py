@@ -226,7 +226,8 @@ class EchoUpstream(ServerProcess):
 
 
 class ProxyServer(ServerProcess):
-    """``nescio serve`` for ``concepts`` in front of ``upstream_url`` (without ``/v1``).
+    """``nescio serve`` for ``concepts`` in front of ``upstream_url`` (without ``/v1``); with
+    ``concepts=None`` it is served without a concept list, a pure relay.
 
     Inherited ``NESCIO_*`` variables are dropped so the shell's keys or settings never leak into a
     run; ``env`` adds the caller's (e.g. ``NESCIO_CACHE_DIR``). The model stays offline
@@ -236,7 +237,7 @@ class ProxyServer(ServerProcess):
 
     def __init__(
         self,
-        concepts: Path,
+        concepts: Path | None,
         upstream_url: str,
         *,
         port: int | None = None,
@@ -245,18 +246,10 @@ class ProxyServer(ServerProcess):
         log_path: Path | None = None,
     ) -> None:
         port = free_port() if port is None else port
-        command = [
-            sys.executable,
-            "-m",
-            "proxy.cli",
-            "serve",
-            "--concepts",
-            str(concepts),
-            "--upstream-url",
-            upstream_url,
-            "--port",
-            str(port),
-        ]
+        command = [sys.executable, "-m", "proxy.cli", "serve"]
+        if concepts is not None:
+            command += ["--concepts", str(concepts)]
+        command += ["--upstream-url", upstream_url, "--port", str(port)]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("NESCIO_")}
         environment.update({"HF_HUB_OFFLINE": "1", **(env or {})})
         super().__init__(

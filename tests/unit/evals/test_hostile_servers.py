@@ -66,3 +66,17 @@ def test_proxy_serves_in_front_of_the_echo_upstream(tmp_path: Path) -> None:
     assert not ended.killed
     assert ended.seconds < 30.0
     assert "Uvicorn running" in proxy.log()
+
+
+def test_proxy_without_concepts_is_a_pure_relay(tmp_path: Path) -> None:
+    with (
+        EchoUpstream() as upstream,
+        ProxyServer(None, upstream.url, log_path=tmp_path / "relay.log") as relay,
+    ):
+        assert "--concepts" not in relay.command
+        body = {"model": "echo", "messages": [{"role": "user", "content": "Harry Potter's owl?"}]}
+        answer = httpx.post(
+            f"{relay.url}/v1/chat/completions", json=body, timeout=30.0, trust_env=False
+        )
+        assert answer.status_code == 200
+        assert "Harry Potter's owl?" in answer.json()["choices"][0]["message"]["content"]
