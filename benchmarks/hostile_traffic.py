@@ -43,7 +43,7 @@ with a random NESCIO_ADMIN_KEY and no NESCIO_CORPUS_DIR. Sections:
   inputs    hostile inputs: a 5 MB message (413), 3 MB of text (400), 20,000 turns (400),
             JSON 100,000 deep (400), lone surrogates, bad UTF-8, malformed JSON and wrong types
             (4xx), admin forget_corpus naming server files (400); /health, /ready and a small
-            chat answered while a 90,000-character check runs; a second proxy in front of a
+            chat answered while a 45,000-character check runs; a second proxy in front of a
             faulty upstream (evals.hostile.faulty_upstream) whose streams drop, carry a
             malformed event or end without [DONE] (the client's stream must end with an error
             event and [DONE]); a refused json_schema request (message.refusal); SIGTERM with

@@ -26,7 +26,10 @@ import numpy as np
 from guards.encoder import Encoder, Vectors
 from guards.errors import GuardDeadlineExceeded, RequestRejected
 
-CHUNK = 64  # texts per encoder call past which a call is cut (the encoder's batch size)
+# Texts per encoder call past which a call is cut. Small, so a short request waits at most one
+# chunk of a long one (~0.3 s of ~100-token texts on 2 cores, vs ~1.2 s for 64); the extra calls
+# cost a long request ~5%.
+CHUNK = 16
 
 
 @dataclass

@@ -67,13 +67,13 @@ class ProxySettings(BaseSettings):
         default=64, ge=4, le=1000, description="Deepest JSON nesting accepted in a body (400 above)"
     )
     max_guarded_chars: int = Field(
-        default=100_000, ge=1, description="Most characters of text the guard checks per request"
+        default=50_000, ge=1, description="Most characters of text the guard checks per request"
     )
     max_guarded_turns: int = Field(
         default=256, ge=1, description="Most messages (or prompts) the guard checks per request"
     )
     max_guarded_segments: int = Field(
-        default=1024,
+        default=512,
         ge=1,
         description="Most pieces (turns, turn pairs, sentences) the guard encodes per request",
     )

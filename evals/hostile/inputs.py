@@ -36,7 +36,9 @@ COMPLETIONS = "/v1/completions"
 QUICK_S = 5.0  # a rejection must come this fast, whatever the body
 PROBE_LIMIT_S = 2.0  # health probes and a small chat while a heavy check runs
 SHUTDOWN_LIMIT_S = 30.0
-HEAVY_TEXT = "word " * 18_000  # 90,000 characters within every limit, no sentence to split on
+HEAVY_TEXT = (
+    "word " * 9_000
+)  # 45,000 characters within every default limit, no sentence to split on
 
 
 @dataclass
