@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from guards.batching import batched
 from guards.budget import BudgetedEncoder
 from guards.chat import Endpoint, message_text, request_texts
 from guards.concepts import ConceptList
@@ -76,8 +77,9 @@ class Guard:
         similarity features with ``scorer`` (fitted on RWKU people): far fewer false positives
         on neighbouring topics, at some recall cost (numbers: README, "Detection quality").
         """
-        # Every encoder call of a check is charged to the request's work budget, if any.
-        encoder = BudgetedEncoder(encoder or load_encoder(DEFAULT_ENCODER))
+        # Concurrent checks' encoder calls share forward passes; every call of a check is charged
+        # to the request's work budget, if any.
+        encoder = BudgetedEncoder(batched(encoder or load_encoder(DEFAULT_ENCODER)))
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
         namer = ConceptNamer(concepts)
         chosen: Detector
