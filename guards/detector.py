@@ -181,7 +181,7 @@ class EmbeddingAliasDetector:
         best: dict[str, Evidence] = {}
         if not segments or not self._index.entries:
             return scores, best
-        vectors = self._encoder.encode([s.text for s in segments])
+        vectors = encode_segments(self._encoder, segments)
         if len(self._central):
             self._centroid_scores(segments, vectors, scores, best)
         sims, ids = self._index.search(vectors, TOP_K)
@@ -224,6 +224,17 @@ class EmbeddingAliasDetector:
         )
         scores[self._central] = central
         best.update((e.concept_id, e) for e in evidence)
+
+
+def encode_segments(encoder: Encoder, segments: Sequence[Segment]) -> np.ndarray:
+    """One row per segment, each distinct text encoded once (a conversation repeats itself: the
+    same answer or system prompt in several turns, a sentence that is also a whole turn)."""
+    texts = [s.text for s in segments]
+    unique = list(dict.fromkeys(texts))
+    if len(unique) == len(texts):
+        return encoder.encode(texts)
+    row = {text: i for i, text in enumerate(unique)}
+    return encoder.encode(unique)[[row[t] for t in texts]]
 
 
 def centroid_evidence(

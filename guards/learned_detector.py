@@ -32,6 +32,7 @@ from guards.detector import (
     Segment,
     centroid_evidence,
     centroids,
+    encode_segments,
     refers_back,
     segments_of,
 )
@@ -120,7 +121,7 @@ class LearnedDetector:
         central = np.full(len(self._central), -1.0)
         segments = question_segments(turns, context)
         if segments:
-            vectors = self._encoder.encode([s.text for s in segments])
+            vectors = encode_segments(self._encoder, segments)
             if self._index.entries:
                 self._similarities(segments, vectors, matrix, best)
             if len(self._central):

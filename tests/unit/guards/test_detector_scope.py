@@ -10,6 +10,7 @@ import pytest
 
 from guards.concepts import ConceptList
 from guards.decision import Decision
+from guards.detector import Segment, encode_segments
 from guards.encoder import Encoder
 from guards.guard import Guard, chat_turns
 
@@ -222,3 +223,20 @@ def test_centroid_match_scores_against_the_mean_of_the_examples(
     negative = [nerve.negatives[0]]
     assert no_negatives.check(negative).score == pytest.approx(guard.check(negative).score)
     assert guard.check(["Tell me about sarin."]).score == 1.0  # aliases stay decisive
+
+
+def test_each_distinct_segment_text_is_encoded_once(encoder: Encoder) -> None:
+    asked: list[str] = []
+
+    class Spy:
+        name, dim = encoder.name, encoder.dim
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            asked.extend(texts)
+            return encoder.encode(texts)
+
+    segments = [Segment("same answer", 1), Segment("other", 2), Segment("same answer", 3)]
+    vectors = encode_segments(Spy(), segments)
+    assert asked == ["same answer", "other"]
+    assert vectors.shape == (3, encoder.dim)
+    assert np.array_equal(vectors[0], vectors[2])
