@@ -190,14 +190,12 @@ def build_index(
     progress: bool = False,
 ) -> FaissIndex:
     """The FAISS index of every concept's evidence; reused from disk when nothing changed."""
-    folder = None
-    if cache_dir is not None:
-        folder = cache_dir / f"{encoder.name.replace('/', '_')}-{concepts.content_hash()[:24]}"
-        if (folder / "index.faiss").exists():
-            try:
-                return FaissIndex.load(folder)
-            except GuardError:
-                log.warning("index cache in %s is unreadable; rebuilding", folder)
+    folder = None if cache_dir is None else index_folder(cache_dir, encoder.name, concepts)
+    if folder is not None and (folder / "index.faiss").exists():
+        try:
+            return FaissIndex.load(folder)
+        except GuardError:
+            log.warning("index cache in %s is unreadable; rebuilding", folder)
     entries: list[Entry] = []
     texts: list[str] = []
     for concept in concepts.concepts:
@@ -207,8 +205,16 @@ def build_index(
     vectors = _encode_all(encoder, texts, progress)
     index = FaissIndex.build(vectors, entries)
     if folder is not None:
-        index.save(folder)
+        try:
+            index.save(folder)
+        except (OSError, RuntimeError) as exc:  # a read-only compiled folder, a full disk
+            log.warning("cannot cache the index in %s (%s); it stays in memory", folder, exc)
     return index
+
+
+def index_folder(cache_dir: Path, encoder_name: str, concepts: ConceptList) -> Path:
+    """Where :func:`build_index` keeps the index of ``concepts`` encoded with ``encoder_name``."""
+    return cache_dir / f"{encoder_name.replace('/', '_')}-{concepts.content_hash()[:24]}"
 
 
 def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 256) -> np.ndarray:

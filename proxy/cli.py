@@ -13,7 +13,7 @@ from typing import Any
 from guards.errors import NescioError
 
 # Each module exposes register(subparsers); heavy imports happen inside the command handlers.
-COMMAND_MODULES = ("guards.cli", "evals.cli", "evals.baselines.cli")
+COMMAND_MODULES = ("guards.cli", "guards.compile_cli", "evals.cli", "evals.baselines.cli")
 
 EPILOG = """examples:
   nescio serve --concepts examples/concepts.yaml --upstream-url http://127.0.0.1:8001

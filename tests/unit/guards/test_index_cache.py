@@ -145,3 +145,25 @@ def test_unreadable_cache_is_rebuilt(
     index = build_index(load_concepts(fixture_copy), counting_encoder, cache_dir=cache)
     assert counting_encoder.texts == 2 * encoded
     assert FaissIndex.load(folder).entries == index.entries
+
+
+def test_nescio_compile_writes_the_index_a_replica_then_loads_without_encoding_evidence(
+    tmp_path: Path, counting_encoder: CountingEncoder
+) -> None:
+    from proxy.cli import main
+
+    concepts_file = Path(__file__).resolve().parents[2] / "fixtures" / "guards" / "concepts.yaml"
+    assert main(["compile", str(concepts_file), "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob("*/index.faiss"))) == 1
+    concepts = load_concepts(concepts_file)
+    build_index(concepts, counting_encoder, cache_dir=tmp_path)
+    assert counting_encoder.texts == 0, "the compiled index is loaded, nothing is encoded"
+
+
+def test_an_unwritable_cache_folder_leaves_the_index_in_memory(
+    tmp_path: Path, counting_encoder: CountingEncoder, concepts: ConceptList
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    index = build_index(concepts, counting_encoder, cache_dir=blocker)
+    assert len(index.entries) > 0 and counting_encoder.texts > 0
