@@ -3,11 +3,12 @@
 On CPU an encoder call has a fixed cost (~12 ms for MiniLM on 2 cores) next to a small cost per
 token, so sixty-four requests encoding one short chat each cost sixty-four times the overhead
 when each calls alone, and about one when they are encoded together. :class:`MicroBatcher`
-wraps an encoder: callers (the guard's worker threads) queue their texts and wait; one worker
-thread takes everything queued, up to ``max_texts``, encodes it in one call and hands each
-caller its rows. A caller alone waits for nothing but its own call; under load a caller waits
-at most for the batch in progress and then rides in the next one. Vectors are the inner
-encoder's (rows of a padded batch equal the rows encoded alone, to float precision).
+wraps an encoder with a leader and followers: a caller that finds nobody encoding encodes
+itself, in its own thread, exactly as without the batcher; callers that arrive meanwhile queue
+their texts and wait, and when the leader is done the next one takes everything queued (up to
+``max_texts``) into one call and hands each caller its rows. No thread of its own, no cost when
+alone. Vectors are the inner encoder's (rows of a padded batch equal the rows encoded alone, to
+float precision).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from guards.encoder import Encoder, Vectors
 from guards.errors import GuardError
 
 MAX_TEXTS = 128
-IDLE_S = 5.0
 
 
 def _not_run() -> BaseException:
@@ -33,7 +33,7 @@ def _not_run() -> BaseException:
 @dataclass
 class _Job:
     texts: Sequence[str]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     outcome: Vectors | BaseException = field(default_factory=_not_run)
 
 
@@ -46,37 +46,36 @@ class MicroBatcher:
         self.dim = inner.dim
         self._max_texts = max_texts
         self._queue: list[_Job] = []
-        self._ready = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._turn = threading.Condition()
+        self._leading = False
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         job = _Job(list(texts))
-        with self._ready:
+        with self._turn:
             self._queue.append(job)
-            if self._worker is None:
-                # A daemon: an encoder that is no longer used never holds up the process's exit.
-                self._worker = threading.Thread(target=self._serve, name="encoder", daemon=True)
-                self._worker.start()
-            self._ready.notify()
-        job.done.wait()
+            while self._leading and not job.done:
+                self._turn.wait()
+            if not job.done:
+                self._leading = True
+        if not job.done:
+            self._lead(job)
         if isinstance(job.outcome, BaseException):
             raise job.outcome
         return job.outcome
 
-    def _serve(self) -> None:
-        """Encode batches until nothing has been queued for ``IDLE_S`` (the thread then ends and
-        the next call starts another, so an unused encoder holds no thread)."""
-        while True:
-            with self._ready:
-                if not self._queue:
-                    self._ready.wait(IDLE_S)
-                if not self._queue:
-                    self._worker = None
-                    return
-                batch = self._take()
-            self._run(batch)
+    def _lead(self, own: _Job) -> None:
+        """Encode queued batches until ``own`` is done, then let a waiting caller lead."""
+        try:
+            while not own.done:
+                with self._turn:
+                    batch = self._take()
+                self._run(batch)
+        finally:
+            with self._turn:
+                self._leading = False
+                self._turn.notify_all()
 
     def _take(self) -> list[_Job]:
         """The queued jobs, oldest first, up to ``max_texts`` texts (always at least one job)."""
@@ -93,15 +92,16 @@ class MicroBatcher:
         try:
             vectors = self.inner.encode(texts)
         except BaseException as exc:  # every caller must wake up, whatever went wrong
-            for job in batch:
-                job.outcome = exc
-                job.done.set()
-            return
-        start = 0
-        for job in batch:
-            job.outcome = vectors[start : start + len(job.texts)]
-            start += len(job.texts)
-            job.done.set()
+            outcomes: list[Vectors | BaseException] = [exc] * len(batch)
+        else:
+            ends = np.cumsum([len(job.texts) for job in batch])
+            outcomes = [
+                vectors[end - len(job.texts) : end] for job, end in zip(batch, ends, strict=True)
+            ]
+        with self._turn:
+            for job, outcome in zip(batch, outcomes, strict=True):
+                job.outcome, job.done = outcome, True
+            self._turn.notify_all()
 
 
 _SHARED: weakref.WeakValueDictionary[int, MicroBatcher] = weakref.WeakValueDictionary()

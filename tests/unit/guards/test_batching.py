@@ -1,5 +1,5 @@
 """Micro-batching: concurrent encoder calls share forward passes, each caller gets its own rows,
-errors reach every caller, and an idle batcher holds no thread."""
+errors reach every caller, and a caller alone encodes in its own thread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from guards import batching
 from guards.batching import MicroBatcher, batched
 from guards.encoder import Vectors
 
@@ -46,7 +45,7 @@ def test_calls_queued_while_a_batch_runs_share_the_next_one() -> None:
     first = threading.Thread(target=call, args=(0,))
     first.start()
     for _ in range(500):  # until the first call is inside the encoder
-        if batcher._queue == [] and batcher._worker is not None:
+        if batcher._queue == [] and batcher._leading:
             break
         time.sleep(0.01)
     others = [threading.Thread(target=call, args=(i,)) for i in (1, 2, 3)]
@@ -72,20 +71,21 @@ def test_an_encoder_error_reaches_every_caller_of_the_batch() -> None:
         MicroBatcher(inner).encode(["x"])
 
 
-def test_an_idle_batcher_ends_its_thread_and_starts_one_when_called(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(batching, "IDLE_S", 0.05)
-    inner = GatedEncoder()
+def test_a_caller_alone_encodes_in_its_own_thread() -> None:
+    threads: list[int] = []
+
+    class Recording(GatedEncoder):
+        def encode(self, texts: Sequence[str]) -> Vectors:
+            threads.append(threading.get_ident())
+            return super().encode(texts)
+
+    inner = Recording()
     inner.gate.set()
     batcher = MicroBatcher(inner)
     assert batcher.encode(["ab"])[0, 0] == 2
-    for _ in range(200):
-        if batcher._worker is None:
-            break
-        time.sleep(0.01)
-    assert batcher._worker is None
     assert batcher.encode(["abc"])[0, 0] == 3
+    assert threads == [threading.get_ident()] * 2
+    assert not batcher._leading and batcher._queue == []
 
 
 def test_one_batcher_per_encoder_is_shared() -> None:
