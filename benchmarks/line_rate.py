@@ -68,6 +68,7 @@ Rows:
   proxy, no concept list      `nescio serve` without --concepts: a pure relay (routing, JSON,
                               upstream client, access log), no guard
   proxy, examples/...yaml     the guard on examples/concepts.yaml with the default detector
+  ..., no micro-batching      with --compare-batching: the same, NESCIO_ENCODER_BATCHING=false
   proxy, N RWKU concepts      with --rwku: the guard on RWKU's people (built from --data-dir);
                               its first start is timed with the cache as found in --cache-dir
                               (cold when empty), then it is restarted (warm) and measured
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which wrk counts a request as a timeout (default 10)",
     )
     parser.add_argument("--rwku", action="store_true", help="add the RWKU row (slow cold start)")
+    parser.add_argument(
+        "--compare-batching",
+        action="store_true",
+        help="add the example-list row with NESCIO_ENCODER_BATCHING=false (micro-batching off), "
+        "to see what merging concurrent encoder calls buys in the same run",
+    )
     parser.add_argument(
         "--rwku-targets", default="1-100", help="RWKU targets for --rwku (default 1-100)"
     )
@@ -332,6 +339,14 @@ def run(args: argparse.Namespace, folder: Path) -> Measured:
         proxy = ProxyServer(EXAMPLES, upstream.url, env=env, startup_timeout=args.startup_timeout)
         with running(proxy, guarded, out):
             measure(guarded, proxy, scripts, args, out)
+        if args.compare_batching:
+            label = f"{guarded}, no micro-batching"
+            unbatched = {**env, "NESCIO_ENCODER_BATCHING": "false"}
+            proxy = ProxyServer(
+                EXAMPLES, upstream.url, env=unbatched, startup_timeout=args.startup_timeout
+            )
+            with running(proxy, label, out):
+                measure(label, proxy, scripts, args, out)
         if args.rwku:
             measure_rwku(upstream.url, scripts, args, out)
     return out

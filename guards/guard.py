@@ -69,6 +69,7 @@ class Guard:
         progress: bool = False,
         detector: DetectorKind = "embedding",
         scorer: LogisticScorer = DEFAULT_SCORER,
+        batching: bool = True,
     ) -> Guard:
         """Encode the concepts' evidence (or reload it from ``cache_dir``) and build the detector.
 
@@ -76,10 +77,12 @@ class Guard:
         thresholds: the higher-recall choice. ``"learned"`` weighs alias, name-word and
         similarity features with ``scorer`` (fitted on RWKU people): far fewer false positives
         on neighbouring topics, at some recall cost (numbers: README, "Detection quality").
+        ``batching`` merges concurrent checks' encoder calls (:mod:`guards.batching`).
         """
         # Concurrent checks' encoder calls share forward passes; every call of a check is charged
         # to the request's work budget, if any.
-        encoder = BudgetedEncoder(batched(encoder or load_encoder(DEFAULT_ENCODER)))
+        inner = encoder or load_encoder(DEFAULT_ENCODER)
+        encoder = BudgetedEncoder(batched(inner) if batching else inner)
         index = build_index(concepts, encoder, cache_dir=cache_dir, progress=progress)
         namer = ConceptNamer(concepts)
         chosen: Detector

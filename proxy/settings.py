@@ -92,6 +92,10 @@ class ProxySettings(BaseSettings):
         gt=0,
         description="Seconds in-flight requests get to finish after SIGTERM before they are cut",
     )
+    encoder_batching: bool = Field(
+        default=True,
+        description="Encode concurrent requests' texts together (one forward pass for many)",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(
         default=300.0, gt=0, description="Seconds to wait for upstream bytes"

@@ -50,6 +50,7 @@ class GuardState:
             cache_dir=settings.cache_dir,
             detector=settings.detector,
             scorer=scorer,
+            batching=settings.encoder_batching,
         )
 
     async def load_initial(self) -> None:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from guards.batching import MicroBatcher, batched
-from guards.encoder import Vectors
+from guards.concepts import ConceptList
+from guards.encoder import Encoder, Vectors
+from guards.guard import Guard
 
 
 class GatedEncoder:
@@ -93,3 +95,11 @@ def test_one_batcher_per_encoder_is_shared() -> None:
     assert batched(inner) is batched(inner)
     assert batched(batched(inner)) is batched(inner)
     assert batched(GatedEncoder()) is not batched(inner)
+
+
+def test_a_guard_built_without_batching_encodes_directly(
+    concepts: ConceptList, encoder: Encoder
+) -> None:
+    assert isinstance(Guard.build(concepts, encoder=encoder).detector._encoder.inner, MicroBatcher)
+    unbatched = Guard.build(concepts, encoder=encoder, batching=False)
+    assert unbatched.detector._encoder.inner is encoder
