@@ -26,6 +26,7 @@ from proxy.errors import Conflict, InvalidRequest, NotFound
 from proxy.settings import ProxySettings
 
 log = logging.getLogger(__name__)
+WARM_UP = {"messages": [{"role": "user", "content": "Is this a warm-up request? It is."}]}
 
 
 class GuardState:
@@ -44,7 +45,7 @@ class GuardState:
         scorer = (
             LogisticScorer.load(settings.scorer_path) if settings.scorer_path else DEFAULT_SCORER
         )
-        return Guard.build(
+        guard = Guard.build(
             concepts,
             encoder=load_encoder(settings.encoder),
             cache_dir=settings.cache_dir,
@@ -52,6 +53,10 @@ class GuardState:
             scorer=scorer,
             batching=settings.encoder_batching,
         )
+        # The first check of a fresh process pays the model's lazy set-up (~80 ms on 2 cores);
+        # pay it here, before /ready, not on a client's request.
+        guard.screen(WARM_UP)
+        return guard
 
     async def load_initial(self) -> None:
         """Build the guard from the configured file at startup (errors abort the start)."""
