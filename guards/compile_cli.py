@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run_compile)
 
 
-def run_compile(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Handler of ``nescio compile``; returns the exit status."""
+def run_compile(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Handler of ``nescio compile``; returns the exit status (prints to ``out``, default
+    standard output as it is when called)."""
     from guards.concepts import load_concepts
     from guards.encoder import load_encoder
     from guards.guard import build_index, index_folder
@@ -63,6 +64,6 @@ def run_compile(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"compiled {len(concepts.concepts)} concepts, {len(index.entries)} vectors in "
         f"{time.perf_counter() - started:.1f} s into {folder}\n"
         f"serve with NESCIO_CACHE_DIR={args.out} (and NESCIO_ENCODER={args.encoder})",
-        file=out,
+        file=out or sys.stdout,
     )
     return 0
