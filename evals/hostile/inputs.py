@@ -36,9 +36,9 @@ COMPLETIONS = "/v1/completions"
 QUICK_S = 5.0  # a rejection must come this fast, whatever the body
 PROBE_LIMIT_S = 2.0  # health probes and a small chat while a heavy check runs
 SHUTDOWN_LIMIT_S = 30.0
-HEAVY_TEXT = (
-    "word " * 9_000
-)  # 45,000 characters within every default limit, no sentence to split on
+# 45,000 characters within every default limit and no sentence to split on; every 400-character
+# piece distinct (the guard encodes each distinct text once, so repeated words would be cheap).
+HEAVY_TEXT = " ".join(f"item{i:05d}" for i in range(4_500))
 
 
 @dataclass
