@@ -88,7 +88,7 @@ def refers_back(turn: str) -> bool:
 def segments_of(turns: Sequence[str], context: Sequence[str] = ()) -> list[Segment]:
     """Every turn (but later ones that only refer back), consecutive pairs, the whole
     conversation, and the sentences of every turn that has more than one; then every context
-    text and its sentences, on their own."""
+    text and its sentences, on their own, each distinct text once."""
     segments = [
         Segment(t, i) for i, t in enumerate(turns) if t.strip() and not (i and refers_back(t))
     ]
@@ -100,12 +100,15 @@ def segments_of(turns: Sequence[str], context: Sequence[str] = ()) -> list[Segme
         sentences = split_sentences(turn)
         if len(sentences) > 1:
             segments.extend(Segment(s, i) for s in sentences)
+    seen = {s.text for s in segments}  # context repeats itself (the same answer in every turn)
     for j, text in enumerate(context, start=len(turns)):
-        if text.strip():
-            segments.append(Segment(text, j))
-            sentences = split_sentences(text)
-            if len(sentences) > 1:
-                segments.extend(Segment(s, j) for s in sentences)
+        if not text.strip():
+            continue
+        sentences = split_sentences(text)
+        for piece in [text, *sentences] if len(sentences) > 1 else [text]:
+            if piece not in seen:
+                seen.add(piece)
+                segments.append(Segment(piece, j))
     return segments
 
 

@@ -106,3 +106,11 @@ def test_every_turn_of_several_sentences_is_also_scored_sentence_by_sentence() -
     texts = [s.text for s in segments_of([f"{forbidden} {appended}"])]
     assert forbidden in texts and appended in texts
     assert [s.text for s in segments_of([forbidden])] == [forbidden]  # one sentence: no copy
+
+
+def test_repeated_context_is_scored_once() -> None:
+    answer = "Here is a short answer. It has two sentences in it, both long enough."
+    segments = segments_of(["Hello there, how are you?"], [answer, answer, "Other text here."])
+    texts = [s.text for s in segments]
+    assert len(texts) == len(set(texts))
+    assert texts.count(answer) == 1 and "Other text here." in texts
