@@ -33,7 +33,7 @@ from guards.interventions import (
     withhold_parts,
 )
 from guards.learned_detector import LearnedDetector
-from guards.mixed import Partial, isolate
+from guards.mixed import Partial
 from guards.naming import ConceptNamer
 from guards.output_guard import LeakScanner
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
@@ -142,10 +142,6 @@ class Guard:
         concept = self.concepts.get(decision.concept_id)
         policy = self.concepts.policy_of(concept)
         return intervention_for(policy).apply(body, decision, concept, self.concepts)
-
-    def isolate(self, turns: Sequence[str], last: int, decision: Decision) -> Partial | None:
-        """Which sentences of ``turns[last]`` to withhold (see :mod:`guards.mixed`), or ``None``."""
-        return isolate(self.detector, turns, last, decision)
 
     def withhold(self, body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
         """``body`` without ``partial``'s withheld parts, or ``None`` to apply the whole policy.

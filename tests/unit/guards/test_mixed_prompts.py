@@ -12,7 +12,7 @@ from guards.chat import request_texts
 from guards.decision import Decision
 from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
-from guards.mixed import Partial, part_spans
+from guards.mixed import Partial, isolate, part_spans
 
 FORBIDDEN = "Where does Corwin Hale live these days?"
 ALLOWED = "What is the capital of France?"
@@ -20,7 +20,7 @@ MIXED = f"{FORBIDDEN} {ALLOWED}"
 
 
 def split(guard: Guard, decide: Callable[[str], Decision], text: str) -> Partial | None:
-    return guard.isolate([text], 0, decide(text))
+    return isolate(guard.detector, [text], 0, decide(text))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_a_remainder_still_in_scope_through_earlier_turns_gets_the_whole_policy(
     turns = ["Tell me about the novelist Corwin Hale.", f"{ALLOWED} Where does he live now?"]
     decision = guard.check(turns)
     assert decision.in_scope
-    assert guard.isolate(turns, 1, decision) is None
+    assert isolate(guard.detector, turns, 1, decision) is None
 
 
 def chat(*messages: tuple[str, Any]) -> dict[str, Any]:
