@@ -30,7 +30,10 @@ class Decision:
     """Whether a conversation is in a concept's scope, why, and what the policy says to do.
 
     ``score`` and ``threshold`` are those of the winning concept (or of the closest one when the
-    action is ``allow``), so a near miss can be read straight off the decision.
+    action is ``allow``), so a near miss can be read straight off the decision. ``named`` says,
+    per concept of the list in order, whether the checked texts named it outright (alias or full
+    name, :meth:`guards.naming.ConceptNamer.named`), so the output guard need not read them again;
+    empty when the detector did not look (no text, or a detector that does not report it).
     """
 
     action: Action
@@ -39,6 +42,7 @@ class Decision:
     threshold: float = 0.0
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
     latency_ms: float = 0.0
+    named: tuple[bool, ...] = ()
 
     @property
     def in_scope(self) -> bool:
@@ -57,6 +61,7 @@ class Decision:
         threshold: float = 0.0,
         concept_id: str | None = None,
         latency_ms: float = 0.0,
+        named: tuple[bool, ...] = (),
     ) -> Decision:
         """Out of scope; ``concept_id`` names the nearest concept, for diagnostics only."""
-        return Decision("allow", concept_id, score, threshold, (), latency_ms)
+        return Decision("allow", concept_id, score, threshold, (), latency_ms, named)

@@ -150,13 +150,14 @@ class EmbeddingAliasDetector:
         scores, best = self._embedding_scores(segments_of(turns, context))
         for hit in alias_hits:
             scores[self._column[hit.concept_id]] = 1.0
+        named_ids = {hit.concept_id for hit in alias_hits}
+        named = tuple(cid in named_ids for cid in self._ids)
         margins = scores - self._thresholds
         winner = int(np.argmax(margins))
         concept_id = self._ids[winner]
         if margins[winner] < 0:
-            return Decision.allow(
-                float(scores[winner]), float(self._thresholds[winner]), concept_id, _ms(started)
-            )
+            threshold = float(self._thresholds[winner])
+            return Decision.allow(float(scores[winner]), threshold, concept_id, _ms(started), named)
         evidence = [e for e in alias_hits if e.concept_id == concept_id]
         if concept_id in best:
             evidence.append(best[concept_id])
@@ -167,6 +168,7 @@ class EmbeddingAliasDetector:
             threshold=float(self._thresholds[winner]),
             evidence=tuple(evidence),
             latency_ms=_ms(started),
+            named=named,
         )
 
     def _alias_evidence(self, turns: Sequence[str]) -> list[Evidence]:

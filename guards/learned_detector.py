@@ -152,8 +152,9 @@ class LearnedDetector:
         score = float(scores[winner])
         threshold = float(self._thresholds[winner])
         concept_id = self._ids[winner]
+        named = tuple(n is not None for n in namings)
         if score < threshold:
-            return Decision.allow(score, threshold, concept_id, _ms(started))
+            return Decision.allow(score, threshold, concept_id, _ms(started), named)
         evidence: list[Evidence] = []
         naming = namings[winner]
         if naming is not None:
@@ -168,6 +169,7 @@ class LearnedDetector:
             threshold=threshold,
             evidence=tuple(evidence),
             latency_ms=_ms(started),
+            named=named,
         )
 
     def _similarities(

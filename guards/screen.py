@@ -111,7 +111,7 @@ def screen(
         decision = guard.detector.check(turns, context)
     everything = [*turns, *context]
     if not decision.in_scope:
-        scanner = _scanner(guard, everything, policy)
+        scanner = _scanner(guard, everything, policy, decision.named)
         return Screening(decision, decision.header_value(), body, None, scanner)
     split = _split(guard, body, turns, context, texts.last_user, decision, policy, deadline)
     if split is not None:
@@ -122,9 +122,8 @@ def screen(
     outcome = guard.intervene(body, decision)
     if isinstance(outcome, Refusal):
         return Screening(decision, decision.header_value(), None, outcome.text)
-    return Screening(
-        decision, decision.header_value(), outcome.body, None, _scanner(guard, everything, policy)
-    )
+    scanner = _scanner(guard, everything, policy, decision.named)
+    return Screening(decision, decision.header_value(), outcome.body, None, scanner)
 
 
 async def ascreen(
@@ -197,8 +196,12 @@ def _split(
     return None if partial is None or rewrite is None else (partial, rewrite.body)
 
 
-def _scanner(guard: Guard, turns: list[str], policy: ScreenPolicy) -> LeakScanner | None:
+def _scanner(
+    guard: Guard, turns: list[str], policy: ScreenPolicy, named: tuple[bool, ...] = ()
+) -> LeakScanner | None:
+    """The output guard for ``turns``; ``named``: the decision's flags for these very turns,
+    when it has them (else the turns are read for names here)."""
     if not policy.output_guard:
         return None
-    scanner = guard.leak_scanner(turns)
+    scanner = guard.leak_scanner(turns, named or None)
     return scanner if scanner.active else None

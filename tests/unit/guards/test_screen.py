@@ -301,3 +301,18 @@ def test_the_async_screening_answers_by_its_deadline(
 def test_the_readme_shows_the_channel_table_of_the_code() -> None:
     readme = Path(__file__).resolve().parents[3] / "README.md"
     assert channel_table() in readme.read_text(encoding="utf-8")
+
+
+def test_the_output_guard_reuses_the_detectors_name_pass(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = chat(user(ALLOWED), {"role": "assistant", "content": "Hogwarts is a castle."})
+    decision = guard.check_messages(body["messages"])
+    assert decision.named == tuple(guard.named([ALLOWED, "Hogwarts is a castle."]))
+
+    def second_pass(*_: object) -> list[bool]:
+        raise AssertionError("the texts were read for names twice")
+
+    monkeypatch.setattr(guard, "named", second_pass)
+    screening = guard.screen(chat(user(ALLOWED)))
+    assert screening.scanner is not None and screening.scanner.active
