@@ -21,7 +21,7 @@ then the request-level fields (tools, response formats, template arguments, ...)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -176,6 +176,12 @@ def request_texts(body: Mapping[str, Any], endpoint: Endpoint, media: MediaPolic
     return RequestTexts(
         tuple(questions), tuple(t for _, t in others), tuple(r for r, _ in others), last_user
     )
+
+
+def chat_texts(messages: Sequence[Any]) -> RequestTexts:
+    """The texts of a chat's ``messages`` alone, media passed unread (for studies and tools that
+    hold messages, not a request body)."""
+    return request_texts({"messages": list(messages)}, "chat", "pass")
 
 
 def prompt_texts(prompt: Any) -> list[str]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from guards.batching import batched
 from guards.budget import BudgetedEncoder
-from guards.chat import Endpoint, message_text, request_texts
+from guards.chat import Endpoint, chat_texts, message_text
 from guards.concepts import ConceptList
 from guards.corpus import evidence_texts
 from guards.decision import Decision
@@ -113,7 +113,7 @@ class Guard:
 
     def check_messages(self, messages: Sequence[Any]) -> Decision:
         """The decision on a chat's messages, read as :meth:`screen` reads them."""
-        texts = request_texts({"messages": list(messages)}, "chat", "pass")
+        texts = chat_texts(messages)
         return self.detector.check(texts.questions, texts.context)
 
     @cached_property
@@ -163,7 +163,7 @@ class Guard:
 
 def chat_turns(messages: Sequence[Any]) -> list[str]:
     """The texts of a chat's messages the guard checks, in :mod:`guards.chat`'s order."""
-    return list(request_texts({"messages": list(messages)}, "chat", "pass").turns)
+    return list(chat_texts(messages).turns)
 
 
 def _folded(text: str) -> str:

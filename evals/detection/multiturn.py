@@ -39,7 +39,7 @@ from evals.jsonl import write_rows
 from evals.loaders import load_probes, parse_targets
 from evals.presets import CORPUS_DIR
 from evals.probes import Probe
-from guards.chat import RequestTexts, request_texts
+from guards.chat import RequestTexts, chat_texts
 from guards.concepts import ConceptList
 from guards.corpus import read_corpus_file
 from guards.encoder import load_encoder
@@ -174,7 +174,7 @@ def _pct(value: float | None) -> str:
 
 
 def _texts(conversation: Conversation) -> RequestTexts:
-    return request_texts({"messages": list(conversation.messages)}, "chat", "pass")
+    return chat_texts(conversation.messages)
 
 
 def main(argv: list[str] | None = None) -> int:

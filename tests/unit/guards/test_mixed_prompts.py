@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from guards.chat import request_texts
+from guards.chat import chat_texts
 from guards.decision import Decision
 from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
@@ -146,5 +146,5 @@ def test_last_user_turn_counts_guarded_turns_only() -> None:
         {"role": "user", "content": "Three?"},
         {"role": "tool", "content": "Four."},
     ]
-    assert request_texts({"messages": messages}, "chat", "pass").last_user == 2
-    assert request_texts({"messages": messages[:1]}, "chat", "pass").last_user is None
+    assert chat_texts(messages).last_user == 2
+    assert chat_texts(messages[:1]).last_user is None
