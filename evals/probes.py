@@ -4,7 +4,8 @@ A probe is a prompt sent to a system under test plus what a correct answer looks
 says what the system should do with it: forget (``forget``), keep answering (``neighbor``,
 ``retain``, ``utility``), or nothing in particular (``holdout``, never trained on). ``prompt`` is
 the exact user text to send (the benchmark's own instruction wording around ``query``); ``query``
-is the bare question, kept for analysis.
+is the bare question, kept for analysis. A chat probe (``messages``: a whole conversation, with
+system and assistant turns) is sent as those messages; its ``prompt`` is the last user message.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Probe(BaseModel):
     choices: tuple[str, ...] = ()
     answer_index: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    messages: tuple[dict[str, str], ...] = ()
 
     @model_validator(mode="after")
     def _mc_consistent(self) -> Probe:

@@ -5,7 +5,9 @@ And what is the capital of France?") defeats refusal-only unlearning (SepS): ref
 loses the allowed answer, answering everything leaks. When a conversation is in scope,
 :func:`isolate` splits its last user message into sentences (:func:`guards.corpus.split_sentences`,
 so short fragments stay attached to a neighbour), checks each sentence alone with the same
-detector, then re-checks the whole conversation with the in-scope sentences removed. Only when
+detector, then re-checks the whole conversation with the in-scope sentences removed. A sentence
+that joins two requests ("What is the capital of Peru, and what happens to Ned Stark?") is cut
+into its clauses first (:func:`clause_spans`). Only when
 that remainder is out of scope is the message split; in every other case (a single sentence, no
 sentence in scope on its own, every sentence in scope, or a remainder still in scope, e.g.
 because earlier turns are what is in scope) :func:`isolate` returns ``None`` and the concept's
@@ -23,6 +25,20 @@ from guards.decision import Decision
 from guards.detector import Detector
 
 _TOKEN = re.compile(r"\S+")
+# A clause boundary inside a sentence: ";", or a comma and/or a conjunction followed by a word
+# that opens a new question or request. The boundary text stays with the first clause.
+_REQUEST_OPENERS = (
+    "what|who|whom|whose|where|when|why|how|which|is|are|was|were|do|does|did|can|could|would|"
+    "should|will|tell|give|list|explain|describe|name|write|show|summari[sz]e|translate"
+)
+_CLAUSE_BREAK = re.compile(
+    rf"(?:;\s*|,\s*(?:(?:and|also|plus|then|but)\s+)?|\s+(?:and|also|plus|then|but)\s+)"
+    rf"(?:(?:also|then|please)\s+)?(?=(?:{_REQUEST_OPENERS})\b)",
+    re.IGNORECASE,
+)
+MIN_CLAUSE_WORDS = 3
+# What a cut clause leaves at the end of the kept text: "What is the capital of Peru, and".
+_DANGLING = re.compile(r"(?:[\s,;]+(?:and|also|plus|then|but))?[\s,;]*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +75,7 @@ class Partial:
         ends = [p.start for p in self.parts[1:]] + [len(self.text)]
         pieces = [self.text[p.start : end] for p, end in zip(self.parts, ends, strict=True)]
         kept = (piece for piece, part in zip(pieces, self.parts, strict=True) if not part.withheld)
-        return "".join(kept).rstrip()
+        return _DANGLING.sub("", "".join(kept))
 
     def header_value(self) -> str:
         """The decision header with ``partial=<number of withheld parts>`` appended."""
@@ -82,6 +98,40 @@ def part_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def clause_spans(text: str) -> list[tuple[int, int]]:
+    """:func:`part_spans`, each sentence further cut where a new request starts inside it
+    (after ";", or after a comma or "and"/"but"/"also" when a question or request word follows),
+    keeping only clauses of at least ``MIN_CLAUSE_WORDS`` words (a shorter one stays attached)."""
+    spans: list[tuple[int, int]] = []
+    for start, end in part_spans(text):
+        cuts = [start] + [start + m.end() for m in _CLAUSE_BREAK.finditer(text[start:end])]
+        pieces = [(a, b) for a, b in zip(cuts, [*cuts[1:], end], strict=True) if a < b]
+        merged: list[tuple[int, int]] = []
+        for a, b in pieces:
+            if merged and (
+                _words(text, *merged[-1]) < MIN_CLAUSE_WORDS
+                or _words(text, a, b) < MIN_CLAUSE_WORDS
+            ):
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        spans.extend(_trimmed(text, a, b) for a, b in merged)
+    return spans
+
+
+def _words(text: str, start: int, end: int) -> int:
+    return len(text[start:end].split())
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without surrounding whitespace or a trailing comma/semicolon."""
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;"):
+        end -= 1
+    while start < end and text[start].isspace():
+        start += 1
+    return start, end
+
+
 def isolate(
     detector: Detector,
     turns: Sequence[str],
@@ -98,7 +148,7 @@ def isolate(
     if not decision.in_scope or not 0 <= last < len(turns):
         return None
     text = turns[last]
-    spans = part_spans(text)
+    spans = clause_spans(text)
     if len(spans) < 2:
         return None
     flags = [detector.check([text[start:end]]).in_scope for start, end in spans]

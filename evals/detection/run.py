@@ -13,7 +13,9 @@ from tqdm import tqdm
 from evals.concept_sources import concept_ids_for
 from evals.detection.plan import Job
 from evals.probes import Probe, ProbeKind
+from guards.chat import chat_texts
 from guards.concepts import ConceptList
+from guards.decision import Decision
 from guards.encoder import Encoder
 from guards.guard import DetectorKind, Guard
 from guards.learned_detector import question_segments
@@ -59,7 +61,12 @@ def run_jobs(
     started = time.perf_counter()
     unique = {p.id: p for job in jobs for p in job.probes}
     memo.prefetch(
-        (s.text for p in unique.values() for s in question_segments([probe_text(p, text_field)])),
+        (
+            s.text
+            for p in unique.values()
+            if not p.messages
+            for s in question_segments([probe_text(p, text_field)])
+        ),
         progress=progress,
         desc="encoding probes",
     )
@@ -101,8 +108,35 @@ def reference_answer(probe: Probe) -> str:
     return probe.answers[0] if probe.answers else ""
 
 
+def _decide(guard: Guard, probe: Probe, text_field: TextField) -> tuple[list[str], Decision, bool]:
+    """The texts the guard read, its decision, and whether the probe was answered in part.
+
+    A chat probe goes through :meth:`Guard.screen`, the proxy's own path (system, assistant and
+    user turns read as ``nescio serve`` reads them; a mixed prompt split). It counts as answered
+    in part when its in-scope sentences were withheld and the rest forwarded, including the
+    probe's ``metadata.benign`` part verbatim when it names one. Other probes are one user text.
+    """
+    if not probe.messages:
+        text = probe_text(probe, text_field)
+        return [text], guard.check([text]), False
+    messages = [dict(m) for m in probe.messages]
+    screening = guard.screen({"model": "probe", "messages": messages}, "chat")
+    assert screening.decision is not None  # a guard with concepts always decides
+    texts = list(chat_texts(messages).turns)
+    partial = screening.partial
+    benign = probe.metadata.get("benign")
+    in_part = partial is not None and (
+        not isinstance(benign, str) or _folded(benign) in _folded(partial.kept)
+    )
+    return texts, screening.decision, in_part
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[str, Any]]:
-    """One record per probe: the input decision, plus two facts the summary needs.
+    """One record per probe: the input decision, plus the facts the summary needs.
 
     ``output_flagged``: the output guard (:class:`guards.output_guard.LeakScanner`) would withhold
     the probe's reference answer, a stand-in for a model that knows it. ``names_other``: the
@@ -114,13 +148,12 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
     guard_label = job.concept_ids[0] if len(job.concept_ids) == 1 else "all"
     ids = [c.id for c in guard.concepts.concepts]
     for probe in job.probes:
-        text = probe_text(probe, text_field)
-        decision = guard.check([text])
+        texts, decision, in_part = _decide(guard, probe, text_field)
         expected = [c for c in concept_ids_for(probe) if c in job.concept_ids]
-        by_turn = guard.namer.names.mentions_by_text([text])  # one name pass for both facts
-        named = guard.namer.named([text], by_turn)
+        by_turn = guard.namer.names.mentions_by_text(texts)  # one name pass for both facts
+        named = guard.namer.named(texts, by_turn)
         mentions = guard.namer.names.merged(by_turn)
-        leak = guard.leak_scanner([text], named).leaked(reference_answer(probe))
+        leak = guard.leak_scanner(texts, named).leaked(reference_answer(probe))
         yield {
             "setting": job.setting.value,
             "guard": guard_label,
@@ -139,6 +172,7 @@ def _check_all(guard: Guard, job: Job, text_field: TextField) -> Iterator[dict[s
             "evidence": sorted({e.kind for e in decision.evidence}),
             "flagged": decision.in_scope,
             "output_flagged": leak is not None,
+            "answered_in_part": in_part,
             "names_other": any(
                 hit and cid not in expected for cid, hit in zip(ids, named, strict=True)
             ),

@@ -22,7 +22,8 @@ MAX_TARGET_ROWS = 10
 def rate_block(records: Sequence[Record]) -> dict[str, Any]:
     """Flagged share (``rate``), with the output guard's verdict on the reference answer
     (``rate_with_output``), and among probes naming no other guarded concept and, if they
-    should pass, not their own target either (``rate_unnamed``)."""
+    should pass, not their own target either (``rate_unnamed``); ``in_part``: chats answered in
+    part (a mixed prompt whose in-scope part alone was withheld)."""
     n = len(records)
     flagged = sum(1 for r in records if r["flagged"])
     either = sum(1 for r in records if r["flagged"] or r.get("output_flagged", False))
@@ -36,6 +37,7 @@ def rate_block(records: Sequence[Record]) -> dict[str, Any]:
         "rate_with_output": either / n if n else None,
         "n_unnamed": len(unnamed),
         "rate_unnamed": _share(unnamed),
+        "in_part": sum(1 for r in records if r.get("answered_in_part", False)),
     }
 
 
@@ -109,7 +111,8 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
 
     Columns: the input guard's rate; ``+output``, counting a probe also when the output guard
     would withhold its reference answer; ``unnamed``, the rate among probes that name no other
-    guarded concept (nor, for probes that should pass, their own target); and, on the ALL rows,
+    guarded concept (nor, for probes that should pass, their own target); ``in part``, chats
+    answered in part (mixed prompts split, see :func:`rate_block`); and, on the ALL rows,
     the macro average over targets. Short lists (up to ``MAX_TARGET_ROWS`` concepts) also get one
     line per concept: its recall and the false-positive rate of its own guard (single setting),
     e.g. each WMDP domain against MMLU.
@@ -117,7 +120,7 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
     lines: list[str] = []
     header = (
         f"{'probe set':<34} {'type':<26} {'n':>6} {'metric':>7} {'rate':>7} {'+output':>7} "
-        f"{'unnamed':>7}"
+        f"{'unnamed':>7} {'in part':>7}"
     )
     for setting, block in summary.items():
         lines.append(f"== setting: {setting}  ({block['n_checks']} checks)")
@@ -146,7 +149,8 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
 def _row(name: str, kind: str, row: dict[str, Any]) -> str:
     return (
         f"{name:<34} {kind:<26} {row['n']:>6} {row['metric']:>7} {_pct(row['rate']):>7} "
-        f"{_pct(row['rate_with_output']):>7} {_pct(row['rate_unnamed']):>7}"
+        f"{_pct(row['rate_with_output']):>7} {_pct(row['rate_unnamed']):>7} "
+        f"{row.get('in_part', 0):>7}"
     )
 
 

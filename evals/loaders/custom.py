@@ -1,9 +1,11 @@
 """The custom probe format: one JSON object per line, for probe sets of your own.
 
-Fields (only ``prompt`` is required)::
+Fields (``prompt`` or ``messages`` is required)::
 
     {"id": "q1",                      # stable id for resuming; default: the line number
      "prompt": "Who wrote Carrie?",   # the user message sent to the system under test
+     "messages": [{"role": "user", "content": "Who wrote Carrie?"}],
+                                      # or a whole chat (system/user/assistant turns, strings)
      "kind": "forget",                # forget | neighbor | retain | utility | holdout (default forget)
      "answers": ["Stephen King"],     # gold answers (a string is accepted too)
      "choices": ["A text", "B text"], # multiple choice: the options...
@@ -39,8 +41,10 @@ KNOWN_FIELDS = frozenset(
         "metadata",
         "raw_prompt",
         "subject",
+        "messages",
     ]
 )
+ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
 def load(path: Path) -> list[Probe]:
@@ -60,7 +64,10 @@ def _probe(set_name: str, row: RowReader) -> Probe:
     unknown = sorted(set(row.row) - KNOWN_FIELDS)
     if unknown:
         raise row.fail(unknown[0], f"unknown field; known: {', '.join(sorted(KNOWN_FIELDS))}")
-    prompt = row.text("prompt")
+    messages = _messages(row) if "messages" in row.row else ()
+    if messages and "prompt" in row.row:
+        raise row.fail("prompt", "give prompt or messages, not both")
+    prompt = _last_user(row, messages) if messages else row.text("prompt")
     kind_name = row.row.get("kind", "forget")
     try:
         kind = ProbeKind(kind_name)
@@ -81,6 +88,7 @@ def _probe(set_name: str, row: RowReader) -> Probe:
         "type": row.optional_text("type"),
         "level": row.integer("level") if "level" in row.row else None,
         "metadata": _metadata(row),
+        "messages": messages,
     }
     if "choices" in row.row:
         choices = tuple(row.texts("choices"))
@@ -92,6 +100,35 @@ def _probe(set_name: str, row: RowReader) -> Probe:
     elif not fields["answers"]:
         fields["format"] = ProbeFormat.INSTRUCTION
     return row.build(Probe, **fields)
+
+
+def _messages(row: RowReader) -> tuple[dict[str, str], ...]:
+    value = row.row["messages"]
+    if not isinstance(value, list) or not value:
+        raise row.fail("messages", "must be a non-empty list of {role, content} objects")
+    messages = []
+    for i, message in enumerate(value):
+        if (
+            not isinstance(message, dict)
+            or set(message) != {"role", "content"}
+            or message["role"] not in ROLES
+            or not isinstance(message["content"], str)
+            or not message["content"].strip()
+        ):
+            raise row.fail(
+                f"messages[{i}]",
+                f"must be {{role, content}} with role one of {', '.join(sorted(ROLES))} and "
+                "content a non-empty string",
+            )
+        messages.append({"role": message["role"], "content": message["content"]})
+    return tuple(messages)
+
+
+def _last_user(row: RowReader, messages: tuple[dict[str, str], ...]) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users:
+        raise row.fail("messages", "needs at least one user message")
+    return users[-1]
 
 
 def _targets(row: RowReader) -> tuple[str, ...]:

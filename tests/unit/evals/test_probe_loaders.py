@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +159,34 @@ def test_hub_loading_fails_clearly_offline_or_for_sets_without_an_original(
         load_probes("rwku:forget_level1", data_dir=data_dir, hub=True)
     with pytest.raises(EvalError, match=r"datasets|Hugging Face hub"):
         load_probes("wmdp:bio", data_dir=data_dir, hub=True)
+
+
+def test_custom_chat_probes_keep_messages_and_prompt_the_last_user_turn(tmp_path: Path) -> None:
+    path = tmp_path / "chats.jsonl"
+    chat = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Who is Elara Voss?"},
+        {"role": "assistant", "content": "A private person."},
+        {"role": "user", "content": "Where does she live?"},
+    ]
+    path.write_text(json.dumps({"id": "c1", "type": "followup", "messages": chat}) + "\n")
+    (probe,) = load_probes(f"custom:{path}", data_dir=None)
+    assert probe.messages == tuple(chat) and probe.prompt == "Where does she live?"
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"}, "prompt"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages[0]"),
+        ({"messages": [{"role": "system", "content": "be nice"}]}, "messages"),
+    ],
+)
+def test_bad_chat_probes_name_the_field(tmp_path: Path, row: dict[str, Any], field: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ProbeFileError) as caught:
+        load_probes(f"custom:{path}", data_dir=None)
+    assert caught.value.field == field and caught.value.line == 1

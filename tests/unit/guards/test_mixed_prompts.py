@@ -12,7 +12,7 @@ from guards.chat import chat_texts
 from guards.decision import Decision
 from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
-from guards.mixed import Partial, isolate, part_spans
+from guards.mixed import Partial, clause_spans, isolate, part_spans
 
 FORBIDDEN = "Where does Corwin Hale live these days?"
 ALLOWED = "What is the capital of France?"
@@ -148,3 +148,28 @@ def test_last_user_turn_counts_guarded_turns_only() -> None:
     ]
     assert chat_texts(messages).last_user == 2
     assert chat_texts(messages[:1]).last_user is None
+
+
+def test_two_requests_joined_in_one_sentence_are_cut_at_the_clause(
+    guard: Guard, decide: Callable[[str], Decision]
+) -> None:
+    text = "What is the capital of France, and where does Corwin Hale live these days?"
+    assert [text[s:e] for s, e in clause_spans(text)] == [
+        "What is the capital of France, and",
+        "where does Corwin Hale live these days?",
+    ]
+    partial = split(guard, decide, text)
+    assert partial is not None
+    assert partial.withheld == ("where does Corwin Hale live these days?",)
+    assert partial.kept == "What is the capital of France"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Salt and pepper are on the table.",  # "and" between nouns: no request follows
+        "Who is he, and?",  # a fragment shorter than a clause stays attached
+    ],
+)
+def test_sentences_without_a_second_request_stay_whole(text: str) -> None:
+    assert len(clause_spans(text)) == 1
