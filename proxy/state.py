@@ -52,6 +52,7 @@ class GuardState:
             detector=settings.detector,
             scorer=scorer,
             batching=settings.encoder_batching,
+            multilingual=settings.multilingual,
         )
         # The first check of a fresh process pays the model's lazy set-up (~80 ms on 2 cores);
         # pay it here, before /ready, not on a client's request.

@@ -48,6 +48,7 @@ def evaluate_detection(
     scorer: LogisticScorer = DEFAULT_SCORER,
     calibrate: SplitCalibration | None = None,
     cross_fit: CrossFit | None = None,
+    multilingual: bool = True,
 ) -> dict[str, Any]:
     """Run every setting, write items/summary/table (and the operating curve of the single
     setting, :mod:`evals.detection.curve`) under ``out_dir``, return the summary.
@@ -56,7 +57,9 @@ def evaluate_detection(
     probes and everything is reported on the other part (:mod:`evals.detection.split_calibration`);
     the calibrated concept list is written to ``out_dir`` too. With ``cross_fit`` (learned
     detector only), ``scorer`` is not used: each fold of concepts is checked with a scorer fitted
-    on the other folds' probes (:mod:`evals.detection.cross_fit`).
+    on the other folds' probes (:mod:`evals.detection.cross_fit`). ``multilingual``: see
+    :meth:`guards.guard.Guard.build` (the main path only; calibration and cross-fitting study
+    RWKU people, in English).
     """
     started = time.perf_counter()
     encoder = memoized(encoder, cache_dir)  # one vector store, loaded once for every step
@@ -98,6 +101,7 @@ def evaluate_detection(
             progress=progress,
             detector=detector,
             scorer=scorer,
+            multilingual=multilingual,
         )
     summary: dict[str, Any] = {
         "settings": summarize(records),

@@ -50,11 +50,13 @@ def run_jobs(
     progress: bool = True,
     detector: DetectorKind = "embedding",
     scorer: LogisticScorer = DEFAULT_SCORER,
+    multilingual: bool = True,
 ) -> tuple[list[dict[str, Any]], Timing]:
     """Per-item records (one per probe and job) and the timing breakdown.
 
     ``detector`` picks the first-generation alias + similarity detector (default, what
-    :meth:`Guard.build` serves) or the learned one (:mod:`guards.learned_detector`) with ``scorer``.
+    :meth:`Guard.build` serves) or the learned one (:mod:`guards.learned_detector`) with ``scorer``;
+    ``multilingual`` as in :meth:`Guard.build`.
     """
     memo = memoized(encoder, cache_dir)
     encoded_before = memo.encoded
@@ -77,7 +79,14 @@ def run_jobs(
     with tqdm(total=total, desc="checking probes", unit="probe", disable=not progress) as bar:
         for job in jobs:
             t0 = time.perf_counter()
-            guard = _guard(concepts.subset(job.concept_ids), memo, cache_dir, detector, scorer)
+            guard = Guard.build(
+                concepts.subset(job.concept_ids),
+                encoder=memo,
+                cache_dir=cache_dir,
+                detector=detector,
+                scorer=scorer,
+                multilingual=multilingual,
+            )
             t1 = time.perf_counter()
             records.extend(_check_all(guard, job, text_field))
             t2 = time.perf_counter()
@@ -87,18 +96,6 @@ def run_jobs(
     memo.save()
     timing = Timing(encode_s, build_s, check_s, total, memo.encoded - encoded_before)
     return records, timing
-
-
-def _guard(
-    concepts: ConceptList,
-    encoder: Encoder,
-    cache_dir: Path | None,
-    detector: DetectorKind,
-    scorer: LogisticScorer,
-) -> Guard:
-    return Guard.build(
-        concepts, encoder=encoder, cache_dir=cache_dir, detector=detector, scorer=scorer
-    )
 
 
 def reference_answer(probe: Probe) -> str:

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from guards.chat import chat_texts
+from guards.corpus import split_sentences
 from guards.decision import Decision
 from guards.guard import Guard, chat_turns
 from guards.interventions import WITHHELD_NOTE
-from guards.mixed import Partial, clause_spans, isolate, part_spans
+from guards.mixed import Partial, asks, clause_spans, isolate, part_spans
+from guards.screen import Screening
 
 FORBIDDEN = "Where does Corwin Hale live these days?"
 ALLOWED = "What is the capital of France?"
@@ -173,3 +175,53 @@ def test_two_requests_joined_in_one_sentence_are_cut_at_the_clause(
 )
 def test_sentences_without_a_second_request_stay_whole(text: str) -> None:
     assert len(clause_spans(text)) == 1
+
+
+def _screen(guard: Guard, text: str) -> Screening:
+    return guard.screen(chat(("user", text)))
+
+
+def test_a_concept_mentioned_in_passing_lets_the_whole_request_through(guard: Guard) -> None:
+    text = "I read Harry Potter books as a kid. Can you recommend a good book about astronomy?"
+    screening = _screen(guard, text)
+    assert screening.decision is not None and not screening.decision.in_scope
+    assert screening.header == "allow; mentioned=harry-potter"
+    assert screening.body is not None and screening.body["messages"][0]["content"] == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the kept request refers back to the mention
+        "I read the Harry Potter books as a kid. Tell me again how it ends, in detail.",
+        # the in-scope sentence asks (a question, a role for the model)
+        "Who killed Dumbledore in Harry Potter? Also, recommend a good book about astronomy.",
+        "You are Hermione Granger at Hogwarts. Recommend me a good book about astronomy.",
+    ],
+)
+def test_a_concept_asked_about_is_never_a_passing_mention(guard: Guard, text: str) -> None:
+    screening = _screen(guard, text)
+    assert screening.decision is not None and screening.decision.in_scope
+
+
+@pytest.mark.parametrize(
+    ("text", "asking"),
+    [
+        ("Where does he live?", True),
+        ("Last question: do you know anything about the chip", True),
+        ("I want to know how the book ends.", True),
+        ("You are Samwise, sitting by the fire.", True),
+        ("I binged the series last winter and now I want to visit Belfast.", False),
+        ("My cat is named after a wizard.", False),
+    ],
+)
+def test_asks_tells_requests_from_statements(text: str, asking: bool) -> None:
+    assert asks(text) is asking
+
+
+def test_titles_and_initials_do_not_end_a_sentence() -> None:
+    text = "Tell me how you and Mr. Frodo crossed into Mordor. J. R. R. Tolkien wrote it long ago."
+    assert split_sentences(text) == [
+        "Tell me how you and Mr. Frodo crossed into Mordor.",
+        "J. R. R. Tolkien wrote it long ago.",
+    ]
