@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-EvidenceKind = Literal["alias", "embedding", "crosslingual"]
+EvidenceKind = Literal["alias", "embedding", "crosslingual", "partial_name"]
 Action = Literal["allow", "refuse", "icul", "instruct"]
 
 

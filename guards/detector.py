@@ -8,7 +8,11 @@ joined with the turn before it, never on its own: alone it says nothing about wh
 generic questions like it sit close to many a biography. Two kinds of evidence are combined:
 
 - alias matching on normalised text (see :mod:`guards.normalize`), and the full name written
-  with middle names (see :mod:`guards.names`), decisive on their own;
+  with middle names (see :mod:`guards.names`), decisive on their own unless the conversation
+  reads more like one of the concept's own negatives than like anything in scope (a namesake
+  the author listed: "Who is Michael B. Jordan?");
+- a name given in part, misspelt or in pieces (:mod:`guards.partial_names`), which lowers the
+  concept's similarity bar by ``PARTIAL_NAME_DISCOUNT``;
 - embedding similarity to the concept's evidence (name, description, examples, forget-corpus
   sentences) with FAISS, discounted when the text sits closer to the concept's hard negatives;
   or, for concepts with ``match: centroid``, to the mean of their name, description and
@@ -39,8 +43,12 @@ from guards.encoder import Encoder
 from guards.errors import ConceptFileError
 from guards.index import VectorIndex
 from guards.naming import ConceptNamer
+from guards.normalize import readable
 
 TOP_K = 64
+# How much lower the similarity bar is for a concept the conversation names in part
+# (guards.partial_names: a distinctive name word, a misspelt or scattered name, an acronym).
+PARTIAL_NAME_DISCOUNT = 0.15
 CENTROID = "centroid"
 MAX_REFERRING_WORDS = 12
 REFERRING_WORDS = frozenset({
@@ -153,27 +161,32 @@ class EmbeddingAliasDetector:
             return Decision.allow(latency_ms=_ms(started))
         alias_hits = self._alias_evidence([*turns, *context])
         segments = segments_of(turns, context)
-        scores, best = self._embedding_scores(segments)
+        scores, best, namesake = self._embedding_scores(segments)
         if self._crosslingual is not None:
             self._crosslingual_scores(segments, scores, best)
+        alias_hits = [hit for hit in alias_hits if not namesake[self._column[hit.concept_id]]]
         for hit in alias_hits:
             scores[self._column[hit.concept_id]] = 1.0
         named_ids = {hit.concept_id for hit in alias_hits}
         named = tuple(cid in named_ids for cid in self._ids)
-        margins = scores - self._thresholds
+        partial = np.array(self._namer.partial.evidence([*turns, *context]), dtype=bool)
+        thresholds = self._thresholds - PARTIAL_NAME_DISCOUNT * partial
+        margins = scores - thresholds
         winner = int(np.argmax(margins))
         concept_id = self._ids[winner]
         if margins[winner] < 0:
-            threshold = float(self._thresholds[winner])
+            threshold = float(thresholds[winner])
             return Decision.allow(float(scores[winner]), threshold, concept_id, _ms(started), named)
         evidence = [e for e in alias_hits if e.concept_id == concept_id]
         if concept_id in best:
             evidence.append(best[concept_id])
+        if partial[winner] and concept_id not in named_ids:
+            evidence.append(Evidence("partial_name", concept_id, 1.0, 0, "name"))
         return Decision(
             action=self._actions[winner],
             concept_id=concept_id,
             score=float(scores[winner]),
-            threshold=float(self._thresholds[winner]),
+            threshold=float(thresholds[winner]),
             evidence=tuple(evidence),
             latency_ms=_ms(started),
             named=named,
@@ -187,13 +200,18 @@ class EmbeddingAliasDetector:
             if naming is not None
         ]
 
-    def _embedding_scores(self, segments: list[Segment]) -> tuple[np.ndarray, dict[str, Evidence]]:
-        """Per concept: max over segments of the negative-discounted similarity."""
+    def _embedding_scores(
+        self, segments: list[Segment]
+    ) -> tuple[np.ndarray, dict[str, Evidence], np.ndarray]:
+        """Per concept: max over segments of the negative-discounted similarity, its evidence,
+        and whether the closest negative is closer than any in-scope evidence (``namesake``)."""
         n_concepts = len(self._ids)
         scores = np.full(n_concepts, -1.0)
         best: dict[str, Evidence] = {}
+        closest = np.full(n_concepts, -1.0)
+        closest_negative = np.full(n_concepts, -1.0)
         if not segments or not self._index.entries:
-            return scores, best
+            return scores, best, closest_negative > closest
         vectors = encode_segments(self._encoder, segments)
         if len(self._central):
             self._centroid_scores(segments, vectors, scores, best)
@@ -214,6 +232,8 @@ class EmbeddingAliasDetector:
                 elif sim > positive[concept]:
                     positive[concept] = sim
                     source_at[concept] = int(ids[row, col])
+            np.maximum(closest, positive, out=closest)
+            np.maximum(closest_negative, against, out=closest_negative)
             effective = np.minimum(positive, 2 * positive - against)
             for concept in (int(c) for c in np.flatnonzero(effective > scores)):
                 scores[concept] = effective[concept]
@@ -222,7 +242,7 @@ class EmbeddingAliasDetector:
                     "embedding", cid, float(effective[concept]), segment.turn,
                     self._entry_source[source_at[concept]],
                 )  # fmt: skip
-        return scores, best
+        return scores, best, closest_negative > closest
 
     def _crosslingual_scores(
         self, segments: list[Segment], scores: np.ndarray, best: dict[str, Evidence]
@@ -230,7 +250,7 @@ class EmbeddingAliasDetector:
         """Raise each concept's score by the lead of its best foreign segment: a lead of
         ``MIN_LEAD`` counts as reaching the concept's threshold, more as clearing it."""
         assert self._crosslingual is not None
-        foreign = [s for s in segments if is_foreign(s.text)]
+        foreign = [s for s in segments if is_foreign(readable(s.text))]
         if not foreign:
             return
         unique = list({s.text: s for s in foreign}.values())
@@ -261,8 +281,9 @@ class EmbeddingAliasDetector:
 
 def encode_segments(encoder: Encoder, segments: Sequence[Segment]) -> np.ndarray:
     """One row per segment, each distinct text encoded once (a conversation repeats itself: the
-    same answer or system prompt in several turns, a sentence that is also a whole turn)."""
-    texts = [s.text for s in segments]
+    same answer or system prompt in several turns, a sentence that is also a whole turn), as a
+    reader sees it (:func:`guards.normalize.readable`: look-alike letters undone)."""
+    texts = [readable(s.text) for s in segments]
     unique = list(dict.fromkeys(texts))
     if len(unique) == len(texts):
         return encoder.encode(texts)

@@ -3,7 +3,8 @@
 A concept is *named* when a turn contains one of its aliases (obfuscation-robust matching,
 :mod:`guards.normalize`) or its full name with middle names (:mod:`guards.names`: "Stephen Edwin
 King"). Both detectors treat that as decisive, and the output guard stops watching a concept the
-client named itself. One :class:`ConceptNamer`, compiled once per Guard, answers it for all of
+client named itself. A name given in part, misspelt or in pieces is weaker evidence
+(:mod:`guards.partial_names`). One :class:`ConceptNamer`, compiled once per Guard, answers it for all of
 them, so the three can never disagree on what "named" means.
 """
 
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 
 from guards.concepts import ConceptList
 from guards.names import Mentions, NameMatcher
-from guards.normalize import AliasMatcher, NormalizedText
+from guards.normalize import AliasMatcher, NormalizedText, readable
+from guards.partial_names import PartialNames
 
 ALIAS = "alias"
 FULL_NAME = "full name"
@@ -36,6 +38,7 @@ class ConceptNamer:
         self._count = len(forms)
         self.aliases = AliasMatcher(forms)
         self.names = NameMatcher(forms)
+        self.partial = PartialNames(concepts)
 
     def first_namings(
         self, turns: Sequence[str], by_turn: Sequence[Sequence[Mentions]] | None = None
@@ -43,6 +46,7 @@ class ConceptNamer:
         """Per concept: the first turn naming it, or ``None``. ``by_turn``: the turns'
         :meth:`NameMatcher.mentions_by_text`, when the caller has them already."""
         views = [NormalizedText.of(t) for t in turns]
+        written = [readable(t) for t in turns]
         if by_turn is None:
             by_turn = self.names.mentions_by_text(turns)
         full = [[m.full for m in mentions] for mentions in by_turn]
@@ -50,7 +54,7 @@ class ConceptNamer:
         for concept in range(self._count):
             found = None
             for turn, view in enumerate(views):
-                if self.aliases.names(concept, view):
+                if self.aliases.names(concept, view, written[turn]):
                     found = Naming(turn, ALIAS)
                     break
                 if full[turn][concept]:

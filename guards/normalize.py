@@ -27,11 +27,37 @@ _CONFUSABLES = str.maketrans(
         "Η": "h", "Ν": "n", "Υ": "y",
     }
 )  # fmt: skip
+# Capital look-alikes, for :func:`readable`, which keeps case (normalize lowercases first).
+_CAPITAL_CONFUSABLES = str.maketrans(
+    dict(zip("АВЕКМНОРСТХЅІЈΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEKMHOPCTXSIJABEZHIKMNOPTYX", strict=True))
+)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"})
 # Symbols standing for letters; mapped before normalisation, which would drop them.
 _LEET_SYMBOLS = str.maketrans({"@": "a", "$": "s"})
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
+
+
+_WORD_RUN = re.compile(r"\w+", re.UNICODE)
+
+
+def readable(text: str) -> str:
+    """The text as a reader sees it, case and punctuation kept: NFKC (fullwidth letters become
+    ASCII), zero-width characters removed, and in every word that mixes Latin letters with
+    Cyrillic or Greek look-alikes the look-alikes replaced ("rаnѕоmwаrе" with Cyrillic а, ѕ, о
+    becomes "ransomware"). Words written wholly in another script are left alone. What the
+    encoder is given, so a homoglyph attack embeds like the word it imitates."""
+    text = unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", text))
+    if text.isascii():
+        return text
+    return _WORD_RUN.sub(_unconfused, text)
+
+
+def _unconfused(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if word.isascii() or not any(c.isascii() and c.isalpha() for c in word):
+        return word
+    return word.translate(_CAPITAL_CONFUSABLES).translate(_CONFUSABLES)
 
 
 def normalize(text: str) -> str:
@@ -88,19 +114,45 @@ class AliasPattern:
         return len(self.squashed) >= self.MIN_SQUASHED and self.squashed in text.squashed
 
 
+COMMON_ZIPF = 4.0
+
+
+def _cased_words(form: str) -> list[re.Pattern[str]]:
+    """For a capitalised alias of common words only: a pattern per word, matching it written
+    with its capital; otherwise ``[]`` (the alias names the concept however it is written)."""
+    from wordfreq import zipf_frequency
+
+    words = re.findall(r"[A-Za-z]+", form)
+    capitalised = [w for w in words if w[0].isupper()]
+    if len(words) < 2 or not capitalised:
+        return []
+    if any(zipf_frequency(w.lower(), "en") < COMMON_ZIPF for w in words):
+        return []
+    return [re.compile(rf"\b{w[0]}(?i:{w[1:]})\b") for w in capitalised]
+
+
 class AliasMatcher:
     """Every concept's surface forms compiled once, in concept order.
 
     Built when a guard is built and shared by everything that asks "which concepts does this
     text name?" (both detectors and the output guard), so no request recompiles aliases.
+
+    A capitalised alias made only of common English words ("Breaking Bad", "Iron Man") is a
+    name only when the text writes it capitalised: "tips for breaking bad habits" does not name
+    the series. Common: at least ``COMMON_ZIPF`` on wordfreq's Zipf scale (ten per million).
     """
 
     def __init__(self, forms_per_concept: Sequence[Sequence[str]]) -> None:
         self._patterns = [[AliasPattern.of(f) for f in forms] for forms in forms_per_concept]
+        self._cased = [[_cased_words(f) for f in forms] for forms in forms_per_concept]
 
-    def names(self, concept: int, view: NormalizedText) -> bool:
-        """Whether ``view`` contains the name or an alias of the concept at position ``concept``."""
-        return any(p.matches(view) for p in self._patterns[concept])
+    def names(self, concept: int, view: NormalizedText, text: str | None = None) -> bool:
+        """Whether ``view`` contains the name or an alias of the concept at position ``concept``;
+        given the original ``text``, an alias of common words counts only written capitalised."""
+        return any(
+            p.matches(view) and (text is None or not cased or all(w.search(text) for w in cased))
+            for p, cased in zip(self._patterns[concept], self._cased[concept], strict=True)
+        )
 
     def named_in(self, views: Sequence[NormalizedText]) -> list[bool]:
         """Per concept: does any of ``views`` name it?"""
