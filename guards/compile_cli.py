@@ -5,6 +5,8 @@ forget-corpus sentences): minutes for a list of a hundred people on CPU. The ind
 on the list's content and the encoder, so it can be built once, e.g. in CI or an init container,
 into a folder that every replica then reads with ``NESCIO_CACHE_DIR`` (``--cache-dir``): a
 replica whose list and encoder match loads it in seconds and encodes nothing but the centroids.
+With the multilingual encoder installed, the concepts' cross-lingual profile vectors
+(:mod:`guards.crosslingual`) are compiled beside it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def run_compile(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Handler of ``nescio compile``; returns the exit status (prints to ``out``, default
     standard output as it is when called)."""
     from guards.concepts import load_concepts
+    from guards.crosslingual import CrossLingualScorer, load_multilingual_encoder
     from guards.encoder import load_encoder
     from guards.guard import build_index, index_folder
 
@@ -60,6 +63,9 @@ def run_compile(args: argparse.Namespace, out: TextIO | None = None) -> int:
     started = time.perf_counter()
     index = build_index(concepts, encoder, cache_dir=args.out, progress=True)
     folder = index_folder(args.out, encoder.name, concepts)
+    e5 = load_multilingual_encoder()
+    if e5 is not None:  # the cross-lingual profile vectors, kept beside the index
+        CrossLingualScorer(concepts, e5, index_folder(args.out, e5.name, concepts))
     print(
         f"compiled {len(concepts.concepts)} concepts, {len(index.entries)} vectors in "
         f"{time.perf_counter() - started:.1f} s into {folder}\n"

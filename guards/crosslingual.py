@@ -22,12 +22,14 @@ script (aliases, name words) and logs once that other scripts rely on aliases al
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,14 +140,24 @@ class Lead:
 
 
 class CrossLingualScorer:
-    """Every concept's profile and negatives, and the ordinary requests, encoded once."""
+    """Every concept's profile and negatives, and the ordinary requests, encoded once.
 
-    def __init__(self, concepts: ConceptList, encoder: E5Encoder) -> None:
+    With a ``folder`` (the guard's index cache, :func:`guards.guard.index_folder`), the vectors
+    are kept there as ``crosslingual.npy`` and reloaded by the next replica or restart
+    (encoding a hundred RWKU people's profiles takes ~15 s on two cores)."""
+
+    def __init__(
+        self, concepts: ConceptList, encoder: E5Encoder, folder: Path | None = None
+    ) -> None:
         self._encoder = encoder
         profiles = [profile_texts(c) for c in concepts.concepts]
         negatives = [list(c.negatives) for c in concepts.concepts]
         texts = [t for group in profiles for t in group] + [t for g in negatives for t in g]
-        vectors = _remembered(encoder, [*texts, *ordinary_requests()])
+        texts += ordinary_requests()
+        vectors = _stored(folder, len(texts), encoder.dim)
+        if vectors is None:
+            vectors = _remembered(encoder, texts)
+            _store(folder, vectors)
         self._owner = np.repeat(np.arange(len(profiles)), [len(p) for p in profiles])
         self._negative_owner = np.repeat(np.arange(len(negatives)), [len(n) for n in negatives])
         n_profile, n_negative = len(self._owner), len(self._negative_owner)
@@ -167,6 +179,36 @@ class CrossLingualScorer:
             lead[negative >= best] = -1.0  # closer to one of the concept's own negatives
         rows = lead.argmax(axis=0)
         return [Lead(float(lead[r, c]), int(r)) for c, r in enumerate(rows)]
+
+
+CACHE_FILE = "crosslingual.npy"
+
+
+def _stored(folder: Path | None, rows: int, dim: int) -> np.ndarray | None:
+    """The cached vectors, if there are exactly as many as expected (the folder is keyed by the
+    list's content, so only a new ordinary-request file changes the count)."""
+    path = None if folder is None else folder / CACHE_FILE
+    if path is None or not path.exists():
+        return None
+    try:
+        vectors = np.load(path)
+    except (OSError, ValueError):
+        log.warning("cross-lingual cache %s is unreadable; encoding again", path)
+        return None
+    return vectors if vectors.shape == (rows, dim) else None
+
+
+def _store(folder: Path | None, vectors: np.ndarray) -> None:
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{CACHE_FILE}.{os.getpid()}.tmp"
+        with partial.open("wb") as handle:
+            np.save(handle, vectors)
+        partial.replace(folder / CACHE_FILE)
+    except OSError as exc:  # a read-only compiled folder, a full disk
+        log.warning("cannot cache cross-lingual vectors in %s (%s)", folder, exc)
 
 
 # Concept texts and the ordinary requests, encoded once per process: a guard rebuilt by an admin

@@ -94,7 +94,12 @@ class Guard:
             chosen = LearnedDetector(concepts, encoder, index, scorer, namer)
         else:
             e5 = load_multilingual_encoder() if multilingual else None
-            crosslingual = None if e5 is None else CrossLingualScorer(concepts, e5)
+            folder = (
+                None
+                if cache_dir is None or e5 is None
+                else index_folder(cache_dir, e5.name, concepts)
+            )
+            crosslingual = None if e5 is None else CrossLingualScorer(concepts, e5, folder)
             chosen = EmbeddingAliasDetector(concepts, encoder, index, namer, crosslingual)
         return cls(concepts, chosen, encoder.name, namer)
 

