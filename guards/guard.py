@@ -154,15 +154,19 @@ class Guard:
         policy = self.concepts.policy_of(concept)
         return intervention_for(policy).apply(body, decision, concept, self.concepts)
 
-    def withhold(self, body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
-        """``body`` without ``partial``'s withheld parts, or ``None`` to apply the whole policy.
+    def withhold(
+        self, body: Mapping[str, Any], partial: Partial, note: bool = True
+    ) -> Rewrite | None:
+        """``body`` without ``partial``'s withheld parts, or ``None`` to apply the whole policy;
+        ``note``: tell the model that part of the message was withheld (a mixed prompt), or not
+        (a passing mention, cut out silently).
 
         The promise, checked on every request: no withheld part appears (ignoring case and
         spacing) in any message, whatever its role, or prompt of the returned body. Whenever it
         cannot be kept, e.g. the client repeated the sentence in an earlier turn, the answer is
         ``None``.
         """
-        rewrite = withhold_parts(body, partial)
+        rewrite = withhold_parts(body, partial, note)
         if rewrite is None:
             return None
         sent = [_folded(t) for t in _all_texts(rewrite.body)]

@@ -130,9 +130,9 @@ def intervention_for(policy: Policy) -> Intervention:
     return INTERVENTIONS[policy]
 
 
-def withhold_parts(body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
-    """A chat ``body`` with the withheld parts of its last user message cut out and
-    :data:`WITHHELD_NOTE` added as a system instruction.
+def withhold_parts(body: Mapping[str, Any], partial: Partial, note: bool = True) -> Rewrite | None:
+    """A chat ``body`` with the withheld parts of its last user message cut out and, with
+    ``note``, :data:`WITHHELD_NOTE` added as a system instruction.
 
     ``None`` when the body is not a chat or its last user message's text is not
     ``partial.text`` (the split was made on another message): the caller then applies the whole
@@ -155,7 +155,7 @@ def withhold_parts(body: Mapping[str, Any], partial: Partial) -> Rewrite | None:
     messages[users[-1]] = message
     new = dict(body)  # _with_instruction copies it deeply; nothing here mutates body
     new["messages"] = messages
-    return Rewrite(_with_instruction(new, WITHHELD_NOTE))
+    return Rewrite(_with_instruction(new, WITHHELD_NOTE) if note else copy.deepcopy(new))
 
 
 def _with_instruction(body: Mapping[str, Any], instruction: str) -> dict[str, Any]:

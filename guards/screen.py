@@ -8,9 +8,9 @@ the evaluator's studies call :meth:`Guard.screen` on the same bodies. Screening:
 2. decides with the detector, charging a :class:`~guards.budget.WorkBudget`;
 3. splits the last user message into its in-scope and other parts (:mod:`guards.mixed`): when
    the concept is only mentioned in passing (the in-scope parts state, the rest asks and
-   refers back to nothing), the request is allowed whole; for a mixed prompt, the in-scope parts
-   are withheld and the rest forwarded; any failure there falls back to the whole policy, the
-   stricter outcome;
+   refers back to nothing), the mention is cut out silently and the request answered as
+   allowed; for a mixed prompt, the in-scope parts are withheld (the model told so) and the
+   rest forwarded; any failure there falls back to the whole policy, the stricter outcome;
 4. otherwise applies the concept's policy (:mod:`guards.interventions`): a refusal text, or a
    rewritten body;
 5. arms the output guard for every concept the forwarded conversation did not name.
@@ -116,13 +116,17 @@ def screen(
         scanner = _scanner(guard, everything, policy, decision.named)
         return Screening(decision, decision.header_value(), body, None, scanner)
     partial = _isolate(guard, turns, context, texts.last_user, decision, policy, deadline)
-    if partial is not None and partial.in_passing:
+    quiet = (
+        None if partial is None or not partial.in_passing else guard.withhold(body, partial, False)
+    )
+    if partial is not None and quiet is not None:
         allowed = Decision.allow(
             decision.score, decision.threshold, decision.concept_id, decision.latency_ms,
-            decision.named,
         )  # fmt: skip
-        scanner = _scanner(guard, everything, policy, decision.named)
-        return Screening(allowed, f"allow; mentioned={decision.concept_id}", body, None, scanner)
+        sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :], *context]
+        scanner = _scanner(guard, sent, policy)
+        header = f"allow; mentioned={decision.concept_id}"
+        return Screening(allowed, header, quiet.body, None, scanner)
     rewrite = None
     if partial is not None and policy.mixed_prompts == "answer_allowed":
         rewrite = guard.withhold(body, partial)

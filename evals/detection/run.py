@@ -110,8 +110,9 @@ def _decide(guard: Guard, probe: Probe, text_field: TextField) -> tuple[list[str
 
     A chat probe goes through :meth:`Guard.screen`, the proxy's own path (system, assistant and
     user turns read as ``nescio serve`` reads them; a mixed prompt split). It counts as answered
-    in part when its in-scope sentences were withheld and the rest forwarded, including the
-    probe's ``metadata.benign`` part verbatim when it names one. Other probes are one user text.
+    in part when its in-scope sentences were withheld and the rest forwarded (a mixed prompt, or
+    a passing mention cut out), including the probe's ``metadata.benign`` part verbatim when it
+    names one. Other probes are one user text.
     """
     if not probe.messages:
         text = probe_text(probe, text_field)
@@ -120,11 +121,12 @@ def _decide(guard: Guard, probe: Probe, text_field: TextField) -> tuple[list[str
     screening = guard.screen({"model": "probe", "messages": messages}, "chat")
     assert screening.decision is not None  # a guard with concepts always decides
     texts = list(chat_texts(messages).turns)
-    partial = screening.partial
+    cut = screening.partial is not None or "mentioned=" in screening.header
+    if not cut or screening.body is None:
+        return texts, screening.decision, False
     benign = probe.metadata.get("benign")
-    in_part = partial is not None and (
-        not isinstance(benign, str) or _folded(benign) in _folded(partial.kept)
-    )
+    sent = [str(m.get("content")) for m in screening.body["messages"] if m.get("role") == "user"]
+    in_part = not isinstance(benign, str) or _folded(benign) in _folded(sent[-1])
     return texts, screening.decision, in_part
 
 

@@ -181,12 +181,17 @@ def _screen(guard: Guard, text: str) -> Screening:
     return guard.screen(chat(("user", text)))
 
 
-def test_a_concept_mentioned_in_passing_lets_the_whole_request_through(guard: Guard) -> None:
+def test_a_concept_mentioned_in_passing_is_cut_out_silently_and_the_request_answered(
+    guard: Guard,
+) -> None:
     text = "I read Harry Potter books as a kid. Can you recommend a good book about astronomy?"
     screening = _screen(guard, text)
     assert screening.decision is not None and not screening.decision.in_scope
     assert screening.header == "allow; mentioned=harry-potter"
-    assert screening.body is not None and screening.body["messages"][0]["content"] == text
+    assert screening.body is not None and screening.refusal is None
+    assert screening.body["messages"] == [
+        {"role": "user", "content": "Can you recommend a good book about astronomy?"}
+    ]  # no note about a withheld part: nothing was asked about it
 
 
 @pytest.mark.parametrize(
