@@ -13,11 +13,18 @@ from typing import Any
 from guards.errors import NescioError
 
 # Each module exposes register(subparsers); heavy imports happen inside the command handlers.
-COMMAND_MODULES = ("guards.cli", "guards.compile_cli", "evals.cli", "evals.baselines.cli")
+COMMAND_MODULES = (
+    "guards.cli",
+    "guards.compile_cli",
+    "guards.expand_cli",
+    "evals.cli",
+    "evals.baselines.cli",
+)
 
 EPILOG = """examples:
   nescio serve --concepts examples/concepts.yaml --upstream-url http://127.0.0.1:8001
   nescio calibrate examples/concepts.yaml --dry-run
+  nescio expand examples/concepts.yaml --dry-run
   nescio eval detect --benchmark rwku --targets 1-10
   nescio unlearn --method npo --model MODEL_DIR --out OUT_DIR
 
