@@ -47,7 +47,7 @@ MIN_ACRONYM_WORDS = 3
 # Words of a name that say nothing on their own ("The Lord of the Rings": lord, rings).
 _FUNCTION_WORDS = frozenset({"the", "of", "and", "a", "an", "in", "on", "for", "to", "at", "by"})
 _PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:['’]s)?\b")
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_SHOUTED = re.compile(r"\b\w*[A-Z]\w*[A-Z]\w*\b")  # two capitals or more: "LOTR", "GoT", "G0T"
 
 
 @cache
@@ -96,11 +96,8 @@ class PartialNames:
         """Per concept: does the conversation (all of ``texts``) name it in part?"""
         if not self._count:
             return []
-        per_text = [[deleet(normalize(w)) for w in _WORD.findall(text)] for text in texts]
-        shouted = {
-            deleet(normalize(w)) for text in texts for w in _WORD.findall(text)
-            if sum(c.isupper() for c in w) >= 2
-        }  # fmt: skip
+        per_text = [deleet(normalize(text)).split() for text in texts]
+        shouted = {deleet(normalize(w)) for text in texts for w in _SHOUTED.findall(text)}
         repaired: set[str] = set()  # name words reached by correcting a misspelling
         words_by_text: list[set[str]] = []
         for written in per_text:
