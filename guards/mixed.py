@@ -37,11 +37,11 @@ _CLAUSE_BREAK = re.compile(
     re.IGNORECASE,
 )
 MIN_CLAUSE_WORDS = 3
-# A sentence asks for something when it is a question, opens (or a label's text opens) with a
-# request word, says it wants to know, learn or be told something ("I'm curious about..."), or
-# sets the model a role ("You are Samwise...", "Pretend...", "Let's write a scene").
+# A sentence asks for something when it is a question or a cloze ("born in ___."), opens (or a
+# label's text opens) with a request word, says it wants to know, learn or be told something
+# ("I'm curious about..."), or sets the model a role ("You are Samwise...", "Let's write...").
 _ASKS = re.compile(
-    rf"\?|(?:^|:)\W*(?:(?:please|so|ok|okay|now|and|but|also)\W+)*(?:{_REQUEST_OPENERS})\b|"
+    rf"\?|__|(?:^|:)\W*(?:(?:please|so|ok|okay|now|and|but|also)\W+)*(?:{_REQUEST_OPENERS})\b|"
     r"\b(?:(?:want|like|need|love|wish)\s+to\s+(?:know|learn|hear|understand|find\s+out)|"
     r"tell\s+me|explain|describe|give\s+me|show\s+me|teach\s+me|remind\s+me|walk\s+me|"
     r"(?:do|can|could|would|will)\s+you|wonder(?:ing)?|curious|instructions?|steps?|how\s+to|"

@@ -213,6 +213,7 @@ def test_a_concept_asked_about_is_never_a_passing_mention(guard: Guard, text: st
     ("text", "asking"),
     [
         ("Where does he live?", True),
+        ("Tomas Brandt is a jazz pianist born in ___.", True),  # a cloze asks to fill it in
         ("Last question: do you know anything about the chip", True),
         ("I want to know how the book ends.", True),
         ("You are Samwise, sitting by the fire.", True),
