@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -360,20 +360,18 @@ class Screen:
         """Accepted aliases (now claimed for ``concept``) and the rejected ones."""
         own = [(form, AliasPattern.of(form)) for form in concept.surface_forms]
         negatives = [(n, NormalizedText.of(n)) for n in concept.negatives]
-        added: list[str] = []
-        dropped: list[Dropped] = []
-        for item in candidates:
-            text, problem = _clean(item, MAX_ALIAS_CHARS)
-            problem = problem or self._alias_problem(concept.id, text, own, negatives)
-            if problem is None and len(added) >= limit:
-                problem = Dropped(text, "over the limit", str(limit))
-            if problem is not None:
-                dropped.append(problem)
-                continue
-            added.append(text)
+
+        def accept(text: str) -> None:
             own.append((text, AliasPattern.of(text)))
             self._owner[normalize(text)] = concept.id
-        return added, dropped
+
+        return _screened(
+            candidates,
+            MAX_ALIAS_CHARS,
+            limit,
+            lambda text: self._alias_problem(concept.id, text, own, negatives),
+            accept,
+        )
 
     def _alias_problem(
         self,
@@ -421,19 +419,13 @@ class Screen:
         names = [(form, AliasPattern.of(form)) for form in concept.surface_forms]
         seen = {_question_key(q) for q in (*concept.examples, *concept.negatives)}
         other_side = [(q, _content_words(q)) for q in opposite]
-        added: list[str] = []
-        dropped: list[Dropped] = []
-        for item in candidates:
-            text, problem = _clean(item, task.max_chars)
-            problem = problem or self._question_problem(text, seen, names, other_side)
-            if problem is None and len(added) >= limit:
-                problem = Dropped(text, "over the limit", str(limit))
-            if problem is not None:
-                dropped.append(problem)
-                continue
-            added.append(text)
-            seen.add(_question_key(text))
-        return added, dropped
+        return _screened(
+            candidates,
+            task.max_chars,
+            limit,
+            lambda text: self._question_problem(text, seen, names, other_side),
+            lambda text: seen.add(_question_key(text)),
+        )
 
     def _question_problem(
         self,
@@ -467,6 +459,30 @@ def _content_words(text: str) -> frozenset[str]:
 def _alike(a: frozenset[str], b: frozenset[str]) -> bool:
     shared = len(a & b)
     return shared >= CLOSE_SHARED and shared >= CLOSE_OVERLAP * min(len(a), len(b))
+
+
+def _screened(
+    candidates: Iterable[object],
+    max_chars: int,
+    limit: int,
+    problem_of: Callable[[str], Dropped | None],
+    accept: Callable[[str], None],
+) -> tuple[list[str], list[Dropped]]:
+    """Candidates cleaned and checked in order: the first ``limit`` without a problem are kept
+    (``accept`` records each, so later candidates are checked against it), the rest dropped."""
+    added: list[str] = []
+    dropped: list[Dropped] = []
+    for item in candidates:
+        text, problem = _clean(item, max_chars)
+        problem = problem or problem_of(text)
+        if problem is None and len(added) >= limit:
+            problem = Dropped(text, "over the limit", str(limit))
+        if problem is not None:
+            dropped.append(problem)
+            continue
+        added.append(text)
+        accept(text)
+    return added, dropped
 
 
 def _clean(item: object, max_chars: int) -> tuple[str, Dropped | None]:

@@ -12,8 +12,10 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from unidecode import unidecode
+from wordfreq import zipf_frequency
 
 # Cyrillic and Greek letters that render like Latin ones; unidecode transliterates some of them
 # phonetically ("Ѕ" -> "Dz"), which is wrong for an attacker's look-alike substitution.
@@ -114,19 +116,24 @@ class AliasPattern:
         return len(self.squashed) >= self.MIN_SQUASHED and self.squashed in text.squashed
 
 
+# At least ten per million English words (wordfreq's Zipf scale): an ordinary word.
 COMMON_ZIPF = 4.0
+
+
+@cache
+def zipf(word: str) -> float:
+    """How common ``word`` is in English, on wordfreq's Zipf scale (0: unknown, 7: "the")."""
+    return float(zipf_frequency(word, "en"))
 
 
 def _cased_words(form: str) -> list[re.Pattern[str]]:
     """For a capitalised alias of common words only: a pattern per word, matching it written
     with its capital; otherwise ``[]`` (the alias names the concept however it is written)."""
-    from wordfreq import zipf_frequency
-
     words = re.findall(r"[A-Za-z]+", form)
     capitalised = [w for w in words if w[0].isupper()]
     if len(words) < 2 or not capitalised:
         return []
-    if any(zipf_frequency(w.lower(), "en") < COMMON_ZIPF for w in words):
+    if any(zipf(w.lower()) < COMMON_ZIPF for w in words):
         return []
     return [re.compile(rf"\b{w[0]}(?i:{w[1:]})\b") for w in capitalised]
 

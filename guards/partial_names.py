@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
-from wordfreq import zipf_frequency
 
 from guards.concepts import Concept, ConceptList
 from guards.names import OPENERS, PARTICLES
-from guards.normalize import deleet, normalize
+from guards.normalize import COMMON_ZIPF, deleet, normalize, zipf
 
-COMMON_ZIPF = 4.0  # at least 10 per million English words: an ordinary word, never evidence
 MISSPELT_ZIPF = 3.0  # a word rarer than this may be a misspelling of a name word
 MIN_WORD_CHARS = 4
 MIN_FUZZY_CHARS = 5
@@ -48,11 +45,6 @@ MIN_ACRONYM_WORDS = 3
 _FUNCTION_WORDS = frozenset({"the", "of", "and", "a", "an", "in", "on", "for", "to", "at", "by"})
 _PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:['’]s)?\b")
 _SHOUTED = re.compile(r"\b\w*[A-Z]\w*[A-Z]\w*\b")  # two capitals or more: "LOTR", "GoT", "G0T"
-
-
-@cache
-def _zipf(word: str) -> float:
-    return float(zipf_frequency(word, "en"))
 
 
 def _content_words(form: str) -> list[str]:
@@ -85,7 +77,7 @@ class PartialNames:
             words |= set(_description_names(concept))
             vocabulary |= {w for w in words if len(w) >= MIN_WORD_CHARS}
             self._distinctive.append(
-                frozenset(w for w in words if len(w) >= MIN_WORD_CHARS and _zipf(w) < COMMON_ZIPF)
+                frozenset(w for w in words if len(w) >= MIN_WORD_CHARS and zipf(w) < COMMON_ZIPF)
             )
             multi = [frozenset(_content_words(form)) for form in forms]
             self._multi.append([m for m in multi if len(m) >= 2])
@@ -110,14 +102,14 @@ class PartialNames:
             or any(m <= words and not any(m <= t for t in words_by_text) for m in self._multi[c])
             or any(m <= words and m & repaired for m in self._multi[c])
             or any(
-                a in shouted or (a in words and _zipf(a) < MISSPELT_ZIPF) for a in self._acronyms[c]
+                a in shouted or (a in words and zipf(a) < MISSPELT_ZIPF) for a in self._acronyms[c]
             )
             for c in range(self._count)
         ]
 
     def _corrected(self, word: str) -> str:
         """``word``, or the name word it misspells (see the module docstring)."""
-        if len(word) < MIN_FUZZY_CHARS or _zipf(word) >= MISSPELT_ZIPF or not self._vocabulary:
+        if len(word) < MIN_FUZZY_CHARS or zipf(word) >= MISSPELT_ZIPF or not self._vocabulary:
             return word
         budget = 2 if len(word) >= LONG_WORD_CHARS else 1
         found = process.extractOne(word, self._vocabulary, scorer=OSA.distance, score_cutoff=budget)

@@ -116,24 +116,20 @@ def screen(
         scanner = _scanner(guard, everything, policy, decision.named)
         return Screening(decision, decision.header_value(), body, None, scanner)
     partial = _isolate(guard, turns, context, texts.last_user, decision, policy, deadline)
-    quiet = (
-        None if partial is None or not partial.in_passing else guard.withhold(body, partial, False)
-    )
-    if partial is not None and quiet is not None:
-        allowed = Decision.allow(
-            decision.score, decision.threshold, decision.concept_id, decision.latency_ms,
-        )  # fmt: skip
+    if partial is not None:
         sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :], *context]
-        scanner = _scanner(guard, sent, policy)
-        header = f"allow; mentioned={decision.concept_id}"
-        return Screening(allowed, header, quiet.body, None, scanner)
-    rewrite = None
-    if partial is not None and policy.mixed_prompts == "answer_allowed":
-        rewrite = guard.withhold(body, partial)
-    if partial is not None and rewrite is not None:
-        sent = [*turns[: partial.turn], partial.kept, *turns[partial.turn + 1 :], *context]
-        scanner = _scanner(guard, sent, policy)
-        return Screening(decision, partial.header_value(), rewrite.body, None, scanner, partial)
+        if partial.in_passing and (quiet := guard.withhold(body, partial, False)) is not None:
+            allowed = Decision.allow(
+                decision.score, decision.threshold, decision.concept_id, decision.latency_ms
+            )
+            header = f"allow; mentioned={decision.concept_id}"
+            return Screening(allowed, header, quiet.body, None, _scanner(guard, sent, policy))
+        if (
+            policy.mixed_prompts == "answer_allowed"
+            and (rewrite := guard.withhold(body, partial)) is not None
+        ):
+            scanner = _scanner(guard, sent, policy)
+            return Screening(decision, partial.header_value(), rewrite.body, None, scanner, partial)
     outcome = guard.intervene(body, decision)
     if isinstance(outcome, Refusal):
         return Screening(decision, decision.header_value(), None, outcome.text)
