@@ -79,27 +79,27 @@ def error_response(exc: ProxyError) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every exception to OpenAI's error shape, in one place."""
-
-    async def on_proxy_error(_: Request, exc: Exception) -> JSONResponse:
-        if not isinstance(exc, ProxyError):
-            raise exc
+def exception_response(exc: Exception) -> JSONResponse:
+    """The OpenAI-shaped answer to an exception a request raised: the one mapping, used by the
+    FastAPI app's handlers and by the lean inference routes (:mod:`proxy.inference`)."""
+    if isinstance(exc, ProxyError):
         return error_response(exc)
-
-    async def on_concept_error(_: Request, exc: Exception) -> JSONResponse:
-        if not isinstance(exc, ConceptFileError):
-            raise exc
+    if isinstance(exc, ConceptFileError):
         return error_response(InvalidRequest(str(exc), param=exc.field, code="invalid_concepts"))
-
-    async def on_rejected(_: Request, exc: Exception) -> JSONResponse:
-        if not isinstance(exc, RequestRejected):
-            raise exc
+    if isinstance(exc, RequestRejected):
         return error_response(InvalidRequest(exc.message, param=exc.param, code=exc.code))
-
-    async def on_guard_error(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, GuardError):
         log.error("guard failure: %s", type(exc).__name__)
         return error_response(GuardUnavailable("the guard is unavailable"))
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return error_response(ProxyError("internal error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception to OpenAI's error shape, in one place (:func:`exception_response`)."""
+
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        return exception_response(exc)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
@@ -117,14 +117,7 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
         )
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error: %s", type(exc).__name__)
-        return error_response(ProxyError("internal error"))
-
-    app.add_exception_handler(ProxyError, on_proxy_error)
-    app.add_exception_handler(ConceptFileError, on_concept_error)
-    app.add_exception_handler(RequestRejected, on_rejected)
-    app.add_exception_handler(GuardError, on_guard_error)
+    for kind in (ProxyError, ConceptFileError, RequestRejected, GuardError, Exception):
+        app.add_exception_handler(kind, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,6 +103,11 @@ def _bad_unicode() -> InvalidRequest:
         "valid Unicode",
         code="invalid_unicode",
     )
+
+
+def dumps_json(body: Mapping[str, Any]) -> bytes:
+    """A body as forwarded upstream: compact UTF-8 JSON (what httpx's ``json=`` wrote)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def parse_body(

@@ -1,4 +1,7 @@
-"""OpenAI-compatible routes and health probes. Thin: parse, call the service, return."""
+"""The FastAPI routes: models, health probes, metrics. Thin: parse, call the service, return.
+
+The two inference routes are not here: :mod:`proxy.inference` serves them on a leaner path.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +19,6 @@ api = APIRouter(prefix="/v1", dependencies=[Depends(require_client)])
 def _service(request: Request) -> ProxyService:
     service: ProxyService = request.app.state.service
     return service
-
-
-@api.post("/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    return await _service(request).chat(await request.body(), dict(request.headers))
-
-
-@api.post("/completions")
-async def completions(request: Request) -> Response:
-    return await _service(request).completions(await request.body(), dict(request.headers))
 
 
 @api.get("/models")

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from guards.chat import Endpoint
 from guards.errors import RequestRejected
+from guards.guard import Guard
 from guards.screen import Screening, ScreenPolicy
 from proxy.errors import (
     GuardUnavailable,
@@ -30,7 +31,7 @@ from proxy.errors import (
 )
 from proxy.observe import Record, current
 from proxy.output_filter import filter_body, filter_stream
-from proxy.protocol import ChatCompletionRequest, CompletionRequest, parse_body
+from proxy.protocol import ChatCompletionRequest, CompletionRequest, dumps_json, parse_body
 from proxy.refusal import (
     chat_refusal,
     chat_refusal_stream,
@@ -68,27 +69,32 @@ class ProxyService:
 
     async def chat(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, ChatCompletionRequest, self.settings.max_json_depth)
-        screening = await self._screen(body, "chat")
+        guard = self.state.guard  # one configuration for the whole request, even across a swap
+        screening = await self._screen(guard, body, "chat")
         if screening.refusal is not None:
             payload = chat_refusal(request, screening.refusal)
             chunks = chat_refusal_stream(request, screening.refusal)
             return self._refuse(request.stream, payload, chunks, screening.header)
-        return await self._forward("/v1/chat/completions", screening, headers)
+        content = raw if guard is None else None
+        return await self._forward("/v1/chat/completions", screening, headers, content)
 
     async def completions(self, raw: bytes, headers: dict[str, str]) -> Response:
         body, request = parse_body(raw, CompletionRequest, self.settings.max_json_depth)
-        screening = await self._screen(body, "completions")
+        guard = self.state.guard  # one configuration for the whole request, even across a swap
+        screening = await self._screen(guard, body, "completions")
         if screening.refusal is not None:
             payload = completion_refusal(request, screening.refusal)
             chunks = completion_refusal_stream(request, screening.refusal)
             return self._refuse(request.stream, payload, chunks, screening.header)
-        return await self._forward("/v1/completions", screening, headers)
+        content = raw if guard is None else None
+        return await self._forward("/v1/completions", screening, headers, content)
 
-    async def _screen(self, body: dict[str, Any], endpoint: Endpoint) -> Screening:
+    async def _screen(
+        self, guard: Guard | None, body: dict[str, Any], endpoint: Endpoint
+    ) -> Screening:
         """The guard's screening; the body unguarded when there is no concept list, or when the
         guard failed and fail-open is on. Client errors (:class:`RequestRejected`) are never
         failed open: they are answered with a 400."""
-        guard = self.state.guard  # one configuration for the whole request, even across a swap
         record = current()
         if guard is None:
             _note(record, "unguarded")
@@ -152,13 +158,19 @@ class ProxyService:
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         return JSONResponse(payload, headers=headers)
 
-    async def _forward(self, path: str, screening: Screening, headers: dict[str, str]) -> Response:
+    async def _forward(
+        self, path: str, screening: Screening, headers: dict[str, str], raw: bytes | None
+    ) -> Response:
         body, scanner = screening.body, screening.scanner
         if body is None:
             raise ProxyError("internal error: a screening without a refusal or a body")
         structured = wants_structured(body)
         started = time.perf_counter()
-        response = await self.upstream.send("POST", path, json=body, headers=headers)
+        # ``raw`` (the client's own bytes, as checked by parse_body) only when no guard ran; a
+        # screened body is re-serialised, so the upstream reads exactly the JSON the guard read
+        # (no parser differences, e.g. over duplicate keys).
+        content = dumps_json(body) if raw is None else raw
+        response = await self.upstream.send("POST", path, content=content, headers=headers)
         record = current()
         if record is not None:
             record.upstream_s = time.perf_counter() - started
