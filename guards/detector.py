@@ -41,11 +41,11 @@ from guards.decision import Action, Decision, Evidence
 from guards.direction import centroid_texts
 from guards.encoder import Encoder
 from guards.errors import ConceptFileError
+from guards.evidence import EvidenceMatrix
 from guards.index import VectorIndex
 from guards.naming import ConceptNamer
 from guards.normalize import readable
 
-TOP_K = 64
 # How much lower the similarity bar is for a concept the conversation names in part
 # (guards.partial_names: a distinctive name word, a misspelt or scattered name, an acronym).
 PARTIAL_NAME_DISCOUNT = 0.15
@@ -137,7 +137,6 @@ class EmbeddingAliasDetector:
         self._concepts = concepts
         self._crosslingual = crosslingual
         self._encoder = encoder
-        self._index = index
         self._ids = [c.id for c in concepts.concepts]
         self._column = {cid: i for i, cid in enumerate(self._ids)}
         self._thresholds = np.array([concepts.threshold_of(c) for c in concepts.concepts])
@@ -148,12 +147,14 @@ class EmbeddingAliasDetector:
         self._centroids = centroids(
             encoder, [c for c in concepts.concepts if c.match == "centroid"]
         )
-        # Entries of centroid concepts are left out of the nearest-evidence scores (-1: none).
-        entry_concepts = [self._column.get(e.concept_id, -1) for e in index.entries]
-        entry_concepts = [-1 if c >= 0 and central[c] else c for c in entry_concepts]
-        self._entry_concept = np.array([*entry_concepts, -1], dtype=np.int64)
-        self._entry_negative = np.array([e.source == NEGATIVE for e in index.entries] + [False])
-        self._entry_source = [e.source for e in index.entries]
+        # Entries of centroid concepts are left out of the nearest-evidence scores.
+        self._evidence = EvidenceMatrix(
+            index.vectors(),
+            index.entries,
+            self._ids,
+            NEGATIVE,
+            excluded=[c.id for c in concepts.concepts if c.match == "centroid"],
+        )
 
     def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision:
         started = time.perf_counter()
@@ -203,46 +204,31 @@ class EmbeddingAliasDetector:
     def _embedding_scores(
         self, segments: list[Segment]
     ) -> tuple[np.ndarray, dict[str, Evidence], np.ndarray]:
-        """Per concept: max over segments of the negative-discounted similarity, its evidence,
-        and whether the closest negative is closer than any in-scope evidence (``namesake``)."""
+        """Per concept: max over segments of the negative-discounted similarity, its evidence
+        (for concepts that could win), and whether the closest negative is closer than any
+        in-scope evidence (``namesake``)."""
         n_concepts = len(self._ids)
         scores = np.full(n_concepts, -1.0)
         best: dict[str, Evidence] = {}
-        closest = np.full(n_concepts, -1.0)
-        closest_negative = np.full(n_concepts, -1.0)
-        if not segments or not self._index.entries:
-            return scores, best, closest_negative > closest
+        if not segments:
+            return scores, best, np.zeros(n_concepts, dtype=bool)
         vectors = encode_segments(self._encoder, segments)
         if len(self._central):
             self._centroid_scores(segments, vectors, scores, best)
-        sims, ids = self._index.search(vectors, TOP_K)
-        concept_of = self._entry_concept[ids]
-        negative = self._entry_negative[ids]
-        for row, segment in enumerate(segments):
-            positive = np.full(n_concepts, -1.0)
-            against = np.full(n_concepts, -1.0)
-            source_at: dict[int, int] = {}
-            for col in range(ids.shape[1]):
-                concept = int(concept_of[row, col])
-                if concept < 0:
-                    continue
-                sim = float(sims[row, col])
-                if negative[row, col]:
-                    against[concept] = max(against[concept], sim)
-                elif sim > positive[concept]:
-                    positive[concept] = sim
-                    source_at[concept] = int(ids[row, col])
-            np.maximum(closest, positive, out=closest)
-            np.maximum(closest_negative, against, out=closest_negative)
-            effective = np.minimum(positive, 2 * positive - against)
-            for concept in (int(c) for c in np.flatnonzero(effective > scores)):
-                scores[concept] = effective[concept]
-                cid = self._ids[concept]
-                best[cid] = Evidence(
-                    "embedding", cid, float(effective[concept]), segment.turn,
-                    self._entry_source[source_at[concept]],
-                )  # fmt: skip
-        return scores, best, closest_negative > closest
+        positive, against = self._evidence.scores(vectors)
+        namesake = against.max(axis=0) > positive.max(axis=0)
+        effective = np.minimum(positive, 2 * positive - against)
+        rows = np.argmax(effective, axis=0)
+        top = effective[rows, np.arange(n_concepts)].astype(np.float64)
+        raised = top > scores
+        scores[raised] = top[raised]
+        contenders = raised & (top >= self._thresholds - PARTIAL_NAME_DISCOUNT)
+        for concept in (int(c) for c in np.flatnonzero(contenders)):
+            row = int(rows[concept])
+            cid = self._ids[concept]
+            source = self._evidence.best_source(vectors[row], concept)
+            best[cid] = Evidence("embedding", cid, scores[concept], segments[row].turn, source)
+        return scores, best, namesake
 
     def _crosslingual_scores(
         self, segments: list[Segment], scores: np.ndarray, best: dict[str, Evidence]

@@ -37,6 +37,8 @@ class VectorIndex(Protocol):
 
     entries: Sequence[Entry]
 
+    def vectors(self) -> NDArray[np.float32]: ...
+
     def search(
         self, queries: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
@@ -81,6 +83,12 @@ class FaissIndex:
             return np.full(shape, -1.0, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
         scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         return scores.astype(np.float32), ids.astype(np.int64)
+
+    def vectors(self) -> NDArray[np.float32]:
+        """Every indexed vector, in entry order."""
+        if not self.entries:
+            return np.zeros((0, self._index.d), dtype=np.float32)
+        return np.asarray(self._index.reconstruct_n(0, self._index.ntotal), dtype=np.float32)
 
     def save(self, folder: Path) -> None:
         import faiss

@@ -28,7 +28,6 @@ from guards.concepts import ConceptList
 from guards.corpus import NEGATIVE
 from guards.decision import Action, Decision, Evidence
 from guards.detector import (
-    TOP_K,
     Segment,
     centroid_evidence,
     centroids,
@@ -42,6 +41,7 @@ from guards.names import Mentions
 from guards.naming import ConceptNamer
 from guards.scorer import FEATURES, LogisticScorer, Matrix
 
+TOP_K = 64  # nearest evidence entries read per segment
 NAME_SOURCES = frozenset({"name", "description"})
 _LABEL = re.compile(r"^\s*(question|q|answer|a)\s*:\s*", re.IGNORECASE)
 _COLUMN = {name: i for i, name in enumerate(FEATURES)}

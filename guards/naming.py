@@ -49,18 +49,14 @@ class ConceptNamer:
         written = [readable(t) for t in turns]
         if by_turn is None:
             by_turn = self.names.mentions_by_text(turns)
-        full = [[m.full for m in mentions] for mentions in by_turn]
-        namings: list[Naming | None] = []
-        for concept in range(self._count):
-            found = None
-            for turn, view in enumerate(views):
-                if self.aliases.names(concept, view, written[turn]):
-                    found = Naming(turn, ALIAS)
-                    break
-                if full[turn][concept]:
-                    found = Naming(turn, FULL_NAME)
-                    break
-            namings.append(found)
+        namings: list[Naming | None] = [None] * self._count
+        for turn, (view, mentions) in enumerate(zip(views, by_turn, strict=True)):
+            for concept in self.aliases.named_set(view, written[turn]):
+                if namings[concept] is None:
+                    namings[concept] = Naming(turn, ALIAS)
+            for concept, mention in enumerate(mentions):
+                if mention.full and namings[concept] is None:
+                    namings[concept] = Naming(turn, FULL_NAME)
         return namings
 
     def named(

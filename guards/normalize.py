@@ -152,6 +152,18 @@ class AliasMatcher:
     def __init__(self, forms_per_concept: Sequence[Sequence[str]]) -> None:
         self._patterns = [[AliasPattern.of(f) for f in forms] for forms in forms_per_concept]
         self._cased = [[_cased_words(f) for f in forms] for forms in forms_per_concept]
+        # One flat list for :meth:`named_set`: a list of 100 concepts is scanned in one tight
+        # loop of substring tests, not a hundred calls.
+        self._flat = [
+            (concept, p.spaced, p.squashed if len(p.squashed) >= p.MIN_SQUASHED else None, cased)
+            for concept, (patterns, cases) in enumerate(
+                zip(self._patterns, self._cased, strict=True)
+            )
+            for p, cased in zip(patterns, cases, strict=True)
+            if p.spaced.strip()
+        ]
+        self.longest = max((len(f) for forms in forms_per_concept for f in forms), default=0)
+        """Characters in the longest surface form."""
 
     def names(self, concept: int, view: NormalizedText, text: str | None = None) -> bool:
         """Whether ``view`` contains the name or an alias of the concept at position ``concept``;
@@ -161,6 +173,14 @@ class AliasMatcher:
             for p, cased in zip(self._patterns[concept], self._cased[concept], strict=True)
         )
 
-    def named_in(self, views: Sequence[NormalizedText]) -> list[bool]:
-        """Per concept: does any of ``views`` name it?"""
-        return [any(self.names(i, v) for v in views) for i in range(len(self._patterns))]
+    def named_set(self, view: NormalizedText, text: str | None = None) -> set[int]:
+        """The positions of every concept :meth:`names` finds in ``view``, in one pass."""
+        found: set[int] = set()
+        spaced, leet, squashed = view.spaced, view.leet, view.squashed
+        for concept, pattern, long_form, cased in self._flat:
+            if concept in found:
+                continue
+            hit = pattern in spaced or pattern in leet or bool(long_form and long_form in squashed)
+            if hit and (text is None or not cased or all(w.search(text) for w in cased)):
+                found.add(concept)
+        return found

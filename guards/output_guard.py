@@ -29,8 +29,7 @@ class LeakScanner:
         self._concepts = concepts
         self._aliases = aliases
         self._watched = [i for i, was_named in enumerate(named) if not was_named]
-        longest = max((len(f) for c in concepts.concepts for f in c.surface_forms), default=0)
-        self.window = max(MIN_WINDOW, SPREAD * longest)
+        self.window = max(MIN_WINDOW, SPREAD * aliases.longest)
         """Characters of text before a new piece that a stream check must look at again: any
         name ending in the piece starts within them (so a stream is scanned in linear time)."""
 
@@ -42,8 +41,9 @@ class LeakScanner:
         if not text or not self._watched:
             return None
         view = NormalizedText.of(text)
+        named = self._aliases.named_set(view)
         for concept in self._watched:
-            if self._aliases.names(concept, view):
+            if concept in named:
                 return self._concepts.concepts[concept]
         return None
 

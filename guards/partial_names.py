@@ -83,6 +83,13 @@ class PartialNames:
             self._multi.append([m for m in multi if len(m) >= 2])
             self._acronyms.append(frozenset(_acronyms(forms)))
         self._vocabulary = sorted(vocabulary)
+        # Which concepts a word can concern at all, so a check only evaluates those: with a
+        # hundred concepts most texts concern none.
+        self._concerned: dict[str, set[int]] = {}
+        for c in range(self._count):
+            keys = self._distinctive[c] | self._acronyms[c]
+            for key in keys.union(*self._multi[c]):
+                self._concerned.setdefault(key, set()).add(c)
 
     def evidence(self, texts: Sequence[str]) -> list[bool]:
         """Per concept: does the conversation (all of ``texts``) name it in part?"""
@@ -97,15 +104,23 @@ class PartialNames:
             repaired |= corrected - set(written)
             words_by_text.append(corrected)
         words: set[str] = set().union(*words_by_text)
-        return [
-            bool(self._distinctive[c] & repaired)
-            or any(m <= words and not any(m <= t for t in words_by_text) for m in self._multi[c])
-            or any(m <= words and m & repaired for m in self._multi[c])
-            or any(
-                a in shouted or (a in words and zipf(a) < MISSPELT_ZIPF) for a in self._acronyms[c]
+        concerned: set[int] = set()
+        for word in words | shouted:
+            concerned |= self._concerned.get(word, set())
+        found = [False] * self._count
+        for c in concerned:
+            found[c] = (
+                bool(self._distinctive[c] & repaired)
+                or any(
+                    m <= words and not any(m <= t for t in words_by_text) for m in self._multi[c]
+                )
+                or any(m <= words and m & repaired for m in self._multi[c])
+                or any(
+                    a in shouted or (a in words and zipf(a) < MISSPELT_ZIPF)
+                    for a in self._acronyms[c]
+                )
             )
-            for c in range(self._count)
-        ]
+        return found
 
     def _corrected(self, word: str) -> str:
         """``word``, or the name word it misspells (see the module docstring)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guards.normalize import AliasPattern, NormalizedText, deleet, normalize
+from guards.normalize import AliasMatcher, AliasPattern, NormalizedText, deleet, normalize
 
 
 def hits(alias: str, text: str) -> bool:
@@ -67,3 +67,28 @@ def test_deleet_only_maps_digit_substitutions() -> None:
 
 def test_empty_alias_never_matches() -> None:
     assert not hits("!!!", "anything at all !!!")
+
+
+def test_named_set_finds_exactly_the_concepts_names_finds() -> None:
+    forms = [
+        ["Harry Potter", "Hogwarts", "Hermione Granger"],
+        ["Breaking Bad", "Walter White"],
+        ["nerve agents", "sarin", "VX nerve agent"],
+        ["Stephen King", "Richard Bachman"],
+        [""],
+    ]
+    matcher = AliasMatcher(forms)
+    texts = [
+        "Who founded H0gwarts?",
+        "tips for breaking bad habits",
+        "Is Breaking Bad worth watching?",
+        "How is s a r i n made? And what about VX nerve agents?",
+        "Did Stephen King write as R i c h a r d B a c h m a n?",
+        "What is the capital of France?",
+        "hermione granger and walter white walk into a bar",
+    ]
+    for text in texts:
+        view = NormalizedText.of(text)
+        for written in (text, None):
+            expected = {c for c in range(len(forms)) if matcher.names(c, view, written)}
+            assert matcher.named_set(view, written) == expected, text

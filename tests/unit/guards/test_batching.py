@@ -47,14 +47,14 @@ def test_calls_queued_while_a_batch_runs_share_the_next_one() -> None:
     first = threading.Thread(target=call, args=(0,))
     first.start()
     for _ in range(500):  # until the first call is inside the encoder
-        if batcher._queue == [] and batcher._leading:
+        if batcher._rows._queue == [] and batcher._rows._leading:
             break
         time.sleep(0.01)
     others = [threading.Thread(target=call, args=(i,)) for i in (1, 2, 3)]
     for thread in others:
         thread.start()
     for _ in range(500):  # until all three are queued behind it
-        if len(batcher._queue) == 3:
+        if len(batcher._rows._queue) == 3:
             break
         time.sleep(0.01)
     inner.gate.set()
@@ -87,7 +87,7 @@ def test_a_caller_alone_encodes_in_its_own_thread() -> None:
     assert batcher.encode(["ab"])[0, 0] == 2
     assert batcher.encode(["abc"])[0, 0] == 3
     assert threads == [threading.get_ident()] * 2
-    assert not batcher._leading and batcher._queue == []
+    assert not batcher._rows._leading and batcher._rows._queue == []
 
 
 def test_one_batcher_per_encoder_is_shared() -> None:
