@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,17 +57,21 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.load_initial()
+        watcher = asyncio.create_task(state.watch(), name="nescio-concept-sync")
         try:
             yield
         finally:
+            watcher.cancel()
             await upstream.aclose()
+            metrics.close()
 
     app = ProxyApp(title="Nescio proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.guard_state = state
     app.state.service = service = ProxyService(settings, state, upstream)
     install_error_handlers(app)
-    app.state.metrics = Metrics(state.current_concepts)
+    app.state.metrics = metrics = Metrics(state.current_concepts)
+    state.on_swap = metrics.concept_version.set
     app.include_router(routes.api)
     app.include_router(routes.router)
     app.include_router(admin.router)

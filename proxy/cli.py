@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,12 @@ def _register_serve(subparsers: Any) -> None:
     serve.add_argument(
         "--fail-open", action="store_true", help="forward unguarded if the guard fails"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (NESCIO_WORKERS, default 1); each builds its own guard, admin "
+        "API changes reach all of them (README, 'Workers')",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -76,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from proxy.app import create_app
     from proxy.settings import ProxySettings
+    from proxy.workers import shared_folders, worker_environment
 
     overrides = {
         "concepts_path": args.concepts,
@@ -86,20 +94,55 @@ def _serve(args: argparse.Namespace) -> int:
         "cache_dir": args.cache_dir,
         "decision_header": False if args.no_decision_header else None,
         "fail_open": True if args.fail_open else None,
+        "workers": args.workers,
     }
-    settings = ProxySettings(**{k: v for k, v in overrides.items() if v is not None})
-    app = create_app(settings)
-    # After SIGTERM, in-flight requests get shutdown_grace seconds, then are cut (a Kubernetes
-    # pod gets 30 s before SIGKILL); the guard's own work per request ends by its deadline.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,  # proxy.observe logs one line per request, with the decision
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
-    )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = ProxySettings(**given)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "http": "httptools",  # C parser: ~30% less CPU per relayed request than h11 (README)
+        "log_config": log_config(getattr(args, "verbose", False)),
+        "access_log": False,  # proxy.observe logs one line per request, with the decision
+        # After SIGTERM, in-flight requests get shutdown_grace seconds, then are cut (a
+        # Kubernetes pod gets 30 s before SIGKILL); the guard's work per request ends by its
+        # deadline.
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace)),
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Workers are fresh processes (spawned) that rebuild the settings from the environment:
+    # the flags go there too, with the folders the workers share.
+    with shared_folders(settings) as folders:
+        os.environ.update(worker_environment(given) | folders)
+        uvicorn.run("proxy.workers:worker_app", factory=True, workers=settings.workers, **options)
     return 0
+
+
+def log_config(verbose: bool) -> dict[str, Any]:
+    """One format for the proxy's and uvicorn's lines, with the process id (several workers
+    write to one stream); httpx's per-request INFO lines off."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": "DEBUG" if verbose else "INFO"},
+        "loggers": {
+            "httpx": {"level": "WARNING"},
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+        },
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

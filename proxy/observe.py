@@ -9,18 +9,27 @@ upstream's latencies (:func:`current`), and when the response ends the middlewar
 and updates the metrics served at ``GET /metrics``. Neither ever holds request or answer text,
 concept ids or keys: routes are the known ones (anything else is ``other``), decisions are the
 policy names.
+
+With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``nescio serve --workers N``)
+puts prometheus_client in its multiprocess mode: each worker writes its values to files there and
+a scrape, whichever worker answers it, sums counters and histograms over all workers and shows
+``nescio_concept_list_version`` once per live worker (label ``pid``), so a scrape shows whether
+every worker enforces the latest list. ``nescio_concepts`` and ``nescio_concept_list_info``
+describe the list of the worker that answered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,14 +82,21 @@ class Metrics:
     """The proxy's metrics, on a registry of their own (one per app, so tests can build many)."""
 
     def __init__(self, concepts: Callable[[], ConceptList]) -> None:
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "nescio_requests", "Requests answered", ["route", "decision", "status"],
             registry=self.registry,
         )  # fmt: skip
         self.in_flight = Gauge(
-            "nescio_in_flight_requests", "Requests being served", registry=self.registry
-        )
+            "nescio_in_flight_requests", "Requests being served", registry=self.registry,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.concept_version = Gauge(
+            "nescio_concept_list_version",
+            "Changes applied to the concept list since the start (admin API), per worker",
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
         self.request_seconds = Histogram(
             "nescio_request_seconds", "Time to the end of the response", ["route"],
             buckets=LATENCY_BUCKETS, registry=self.registry,
@@ -93,7 +109,23 @@ class Metrics:
             "nescio_upstream_seconds", "Time to the upstream's response headers",
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
-        self.registry.register(ConceptListCollector(concepts))
+        self._concepts = ConceptListCollector(concepts)
+        self.registry.register(self._concepts)
+
+    def exposition(self) -> bytes:
+        """The text a scrape reads: this process's registry, or with several workers the sum
+        over all of them (see the module docstring)."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(self._concepts)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At shutdown: with several workers, drop this one from the live gauges."""
+        if self._multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self._multiprocess_dir)  # type: ignore[no-untyped-call]
 
 
 class Observe:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from proxy.auth import require_client
+from proxy.observe import Metrics
 from proxy.service import ProxyService
 
 router = APIRouter()
@@ -35,8 +36,8 @@ async def health() -> dict[str, str]:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (README, "Metrics and logs")."""
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready")

@@ -17,7 +17,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from guards.encoder import DEFAULT_ENCODER
+from guards.encoder import DEFAULT_BACKEND, DEFAULT_ENCODER, Backend
 
 
 class ProxySettings(BaseSettings):
@@ -112,9 +112,34 @@ class ProxySettings(BaseSettings):
         default=None, description="Scorer JSON for the learned detector"
     )
     encoder: str = Field(default=DEFAULT_ENCODER, description="sentence-transformers model or path")
+    encoder_backend: Backend = Field(
+        default=DEFAULT_BACKEND,
+        description="Run the encoder on onnx (ONNX Runtime) or torch: the same vectors, onnx is faster",
+    )
     cache_dir: Path | None = Field(default=None, description="Where FAISS indexes are cached")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Worker processes serving the port (uvicorn's multiprocess mode); each builds its own "
+            "guard (memory and start-up time per worker). About one per core for a pure relay"
+        ),
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder where worker processes share the concept list in force (admin API changes); "
+            "set by `nescio serve --workers N` to a private temporary folder when unset"
+        ),
+    )
+    sync_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds between a worker's checks for a concept list another worker published",
+    )
     config: Path | None = Field(default=None, description="YAML file with any of these fields")
 
     @classmethod

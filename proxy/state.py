@@ -9,21 +9,29 @@ Concepts read from the operator's file (``NESCIO_CONCEPTS_PATH``) are trusted: t
 paths resolve relative to that file. Concepts sent to the admin API are not: an admin key changes
 the list, it does not grant reads of the host's files. Their corpus comes inline (``forget_text``)
 or from files inside ``NESCIO_CORPUS_DIR`` only (see ``validate_concepts``'s ``confined``).
+
+With several worker processes (``NESCIO_STATE_DIR`` set, as ``nescio serve --workers N`` does),
+every change is published to the folder they share (:mod:`proxy.shared`) under a cross-process
+lock, and :meth:`GuardState.watch` brings each worker to the published list within
+``NESCIO_SYNC_INTERVAL`` seconds plus its build time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from guards.concepts import Concept, ConceptList, load_concepts, validate_concepts
 from guards.encoder import load_encoder
+from guards.errors import NescioError
 from guards.guard import Guard
 from guards.scorer import DEFAULT_SCORER, LogisticScorer
 from proxy.errors import Conflict, InvalidRequest, NotFound
 from proxy.settings import ProxySettings
+from proxy.shared import Published, SharedList
 
 log = logging.getLogger(__name__)
 WARM_UP = {"messages": [{"role": "user", "content": "Is this a warm-up request? It is."}]}
@@ -34,6 +42,12 @@ class GuardState:
         self._settings = settings
         self._lock = asyncio.Lock()
         self.guard = guard
+        self.version = 0  # of the list in force: 0 as started, +1 per change (shared by workers)
+        self._shared = (
+            SharedList(settings.state_dir, settings.corpus_dir) if settings.state_dir else None
+        )
+        self._seen: tuple[int, int] | None = None  # the shared file's stamp last read
+        self.on_swap: Callable[[int], object] | None = None  # told each new version in force
 
     @property
     def base_dir(self) -> Path | None:
@@ -47,7 +61,7 @@ class GuardState:
         )
         guard = Guard.build(
             concepts,
-            encoder=load_encoder(settings.encoder),
+            encoder=load_encoder(settings.encoder, settings.encoder_backend),
             cache_dir=settings.cache_dir,
             detector=settings.detector,
             scorer=scorer,
@@ -60,24 +74,80 @@ class GuardState:
         return guard
 
     async def load_initial(self) -> None:
-        """Build the guard from the configured file at startup (errors abort the start)."""
+        """Build the guard from the configured file at startup (errors abort the start); with a
+        shared folder that already holds a published list, from that list instead."""
+        if self._shared is not None and await self._sync():
+            return
         if self.guard is None and self._settings.concepts_path is not None:
             concepts = load_concepts(self._settings.concepts_path)
             self.guard = await asyncio.to_thread(self._build, concepts)
             log.info("guard ready: %d concepts", len(concepts.concepts))
+
+    async def watch(self) -> None:
+        """Follow the lists other workers publish, until cancelled (no-op without a shared
+        folder). A list that fails to build is logged and skipped until the next change."""
+        if self._shared is None:
+            return
+        while True:
+            await asyncio.sleep(self._settings.sync_interval)
+            if self._shared.stamp() == self._seen:
+                continue
+            async with self._lock:
+                try:
+                    await self._sync()
+                except NescioError as exc:
+                    log.error("shared concept list not applied: %s", exc)
+
+    async def _sync(self) -> bool:
+        """Swap in the published list if it is newer than the one in force; whether it was."""
+        shared = self._shared
+        if shared is None:
+            return False
+        stamp = shared.stamp()
+        published = await asyncio.to_thread(shared.read)
+        self._seen = stamp
+        if published is None or published.version <= self.version:
+            return False
+        await self._swap(published)
+        return True
+
+    async def _swap(self, published: Published) -> None:
+        self.guard = await asyncio.to_thread(self._build, published.concepts)
+        self._set_version(published.version)
+        log.info(
+            "concept list version %d in force: %d concepts",
+            published.version,
+            len(published.concepts.concepts),
+        )
 
     async def replace(self, concepts: ConceptList) -> Guard:
         return await self._update(lambda _: concepts)
 
     async def _update(self, change: Callable[[ConceptList], ConceptList]) -> Guard:
         """Apply ``change`` to the list in force and swap in its guard, one writer at a time, so
-        concurrent edits never build on a stale list (no lost update, no duplicate add)."""
-        async with self._lock:
+        concurrent edits never build on a stale list (no lost update, no duplicate add). With a
+        shared folder: one writer across all workers, the change applied to the latest published
+        list, and the result published for the others."""
+        async with self._lock, self._shared_lock():
+            await self._sync()
             concepts = change(self.current_concepts())
             guard = await asyncio.to_thread(self._build, concepts)
+            version = self.version + 1
+            if self._shared is not None:
+                await asyncio.to_thread(self._shared.write, version, concepts)
+                self._seen = self._shared.stamp()
             self.guard = guard
-        log.info("concept list replaced: %d concepts", len(concepts.concepts))
+            self._set_version(version)
+        log.info("concept list version %d: %d concepts", version, len(concepts.concepts))
         return guard
+
+    def _shared_lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext() if self._shared is None else self._shared.locked()
+
+    def _set_version(self, version: int) -> None:
+        self.version = version
+        if self.on_swap is not None:
+            self.on_swap(version)
 
     def current_concepts(self) -> ConceptList:
         return self.guard.concepts if self.guard else ConceptList(base_dir=self.base_dir)

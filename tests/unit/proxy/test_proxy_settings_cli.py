@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from guards.guard import Guard
 from proxy import cli
 from proxy.settings import ProxySettings
+from proxy.workers import worker_app
 
 SECRETS = ("sk-client-a", "sk-client-b", "sk-admin-x", "sk-upstream-y")
 
@@ -168,3 +169,35 @@ async def test_the_detector_setting_picks_the_detector(kind: str, expected: str)
     assert state.guard is not None and type(state.guard.detector).__name__ == expected
     decision = state.guard.check(["Tell me about Hogwarts."])
     assert decision.action == "refuse" and decision.concept_id == "harry-potter"
+
+
+def test_serve_with_workers_hands_flags_and_shared_folders_to_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        served.update(kwargs, app=app)
+        served["env"] = {k: v for k, v in os.environ.items() if k.startswith(("NESCIO_", "PROM"))}
+        served["folders"] = [Path(served["env"][k]).is_dir() for k in ("NESCIO_STATE_DIR",)]
+
+    for name in [k for k in os.environ if k.startswith(("NESCIO_", "PROMETHEUS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the CLI writes the workers' env here
+    args = serve_parser().parse_args(
+        ["serve", "--workers", "3", "--upstream-url", "http://u:1", "--fail-open"]
+    )
+    assert args.handler(args) == 0
+    assert served["app"] == "proxy.workers:worker_app" and served["factory"] is True
+    assert served["workers"] == 3 and served["http"] == "httptools"
+    env = served["env"]
+    assert env["NESCIO_WORKERS"] == "3" and env["NESCIO_FAIL_OPEN"] == "true"
+    assert env["NESCIO_UPSTREAM_URL"] == "http://u:1"
+    assert served["folders"] == [True]
+    assert not Path(env["NESCIO_STATE_DIR"]).exists()  # temporary: removed after the run
+    assert not Path(env["PROMETHEUS_MULTIPROC_DIR"]).exists()
+    flags = {k: v for k, v in env.items() if k.startswith("NESCIO_") and k != "NESCIO_STATE_DIR"}
+    monkeypatch.setattr(os, "environ", flags)
+    settings = worker_app().state.settings  # what a worker rebuilds from that environment
+    assert settings.upstream_url == "http://u:1" and settings.fail_open and settings.workers == 3
