@@ -5,6 +5,7 @@ first token, start-up times and the issue's targets. Run::
     .venv/bin/python benchmarks/line_rate.py                     # the table, about 4 minutes
     .venv/bin/python benchmarks/line_rate.py --rwku              # plus 100 RWKU concepts
     .venv/bin/python benchmarks/line_rate.py --duration 1 --connections 1,4 --ttft-requests 20
+    .venv/bin/python benchmarks/line_rate.py --relay-workers 2,3   # relay rows with 2 and 3 workers
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from evals.hostile.wrk import (
     WrkError,
     WrkResult,
     chat_body,
+    connections_header,
     format_cell,
     format_ms,
     lua_script,
@@ -67,6 +69,8 @@ Rows:
   upstream directly           wrk against the echo upstream itself: the floor of this machine
   proxy, no concept list      `nescio serve` without --concepts: a pure relay (routing, JSON,
                               upstream client, access log), no guard
+  ..., N workers              with --relay-workers N (default 2): the same relay with
+                              `--workers N` (NESCIO_WORKERS), in the same run
   proxy, examples/...yaml     the guard on examples/concepts.yaml with the default detector
   ..., no micro-batching      with --compare-batching: the same, NESCIO_ENCODER_BATCHING=false
   proxy, N RWKU concepts      with --rwku: the guard on RWKU's people (built from --data-dir);
@@ -76,7 +80,10 @@ Rows:
 Columns: one per --connections value; each cell is requests/s (p50 / p99 ms of whole-response
 latency), then HTTP errors (status >= 400) and socket errors (incl. wrk timeouts) if any. One
 table for plain requests, one for "stream": true (wrk times the whole stream). After each row the
-server's RSS is read (psutil). Time to first token: --ttft-requests sequential streamed requests
+server's RSS is read (psutil, summed over its worker processes). A third table gives the CPU time
+each server (all its processes) spent per completed request during each wrk run: unlike
+requests/s, it hardly moves when other work shares the cores, so it is the number to compare
+between runs on a busy machine. Time to first token: --ttft-requests sequential streamed requests
 (httpx), from sending to the first SSE data line, per server. Each server's seconds from start
 to /ready are printed, then the targets from the issue, each met or missed.
 
@@ -103,6 +110,9 @@ class Measured:
         default_factory=lambda: {False: {}, True: {}}
     )
     rss_mb: dict[bool, dict[str, float]] = field(default_factory=lambda: {False: {}, True: {}})
+    cpu_ms: dict[bool, dict[str, dict[int, float]]] = field(
+        default_factory=lambda: {False: {}, True: {}}
+    )
     ttft_ms: dict[str, list[float]] = field(default_factory=dict)
     starts: list[str] = field(default_factory=list)
     cold_start_s: float | None = None
@@ -137,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which wrk counts a request as a timeout (default 10)",
     )
     parser.add_argument("--rwku", action="store_true", help="add the RWKU row (slow cold start)")
+    parser.add_argument(
+        "--relay-workers",
+        type=_counts,
+        default=[2],
+        help="comma-separated worker counts for extra pure-relay rows, one row each (default 2; "
+        "1 adds none: the relay row itself runs one worker)",
+    )
     parser.add_argument(
         "--compare-batching",
         action="store_true",
@@ -265,12 +282,31 @@ def measure(
     out.ttft_ms[label] = asyncio.run(first_token_ms(server.url, args.ttft_requests, args.timeout))
     for stream in (False, True):
         cells = out.rows[stream].setdefault(label, {})
+        cpu = out.cpu_ms[stream].setdefault(label, {})
         for connections in args.connections:
+            before = tree_cpu_s(server.pid)
             cells[connections] = run_wrk(scripts[stream], server.url, connections, args)
+            cpu[connections] = 1e3 * (tree_cpu_s(server.pid) - before) / cells[connections].requests
             kind = "streamed" if stream else "plain"
             _progress(f"{label}, {kind}, {connections} conn: {format_cell(cells[connections])}")
             settle(server.url)
-        out.rss_mb[stream][label] = psutil.Process(server.pid).memory_info().rss / 2**20
+        out.rss_mb[stream][label] = sum(p.memory_info().rss for p in tree(server.pid)) / 2**20
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """A server's process and its children (the workers of `nescio serve --workers N`)."""
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server's processes still running."""
+    total = 0.0
+    for process in tree(pid):
+        with contextlib.suppress(psutil.Error):  # a process that just ended
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 @contextlib.contextmanager
@@ -336,6 +372,11 @@ def run(args: argparse.Namespace, folder: Path) -> Measured:
         measure(DIRECT, upstream, scripts, args, out)
         with running(ProxyServer(None, upstream.url), RELAY, out) as relay:
             measure(RELAY, relay, scripts, args, out)
+        for workers in (n for n in args.relay_workers if n > 1):
+            label = relay_label(workers)
+            server = ProxyServer(None, upstream.url, env={"NESCIO_WORKERS": str(workers)})
+            with running(server, label, out) as relay:
+                measure(label, relay, scripts, args, out)
         proxy = ProxyServer(EXAMPLES, upstream.url, env=env, startup_timeout=args.startup_timeout)
         with running(proxy, guarded, out):
             measure(guarded, proxy, scripts, args, out)
@@ -350,6 +391,21 @@ def run(args: argparse.Namespace, folder: Path) -> Measured:
         if args.rwku:
             measure_rwku(upstream.url, scripts, args, out)
     return out
+
+
+def relay_label(workers: int) -> str:
+    return f"{RELAY}, {workers} workers"
+
+
+def cpu_table(out: Measured, connections: Sequence[int]) -> str:
+    header = ["CPU ms per request (server's processes)"]
+    header += [connections_header(c) for c in connections]
+    body = []
+    for stream, rows in out.cpu_ms.items():
+        for label, cells in rows.items():
+            name = f"{label}{', streamed' if stream else ''}"
+            body.append([name, *(f"{cells[c]:.2f}" if c in cells else "—" for c in connections)])
+    return render_table(header, body)
 
 
 def ttft_table(out: Measured, count: int) -> str:
@@ -374,12 +430,14 @@ def target_lines(out: Measured, connections: Sequence[int]) -> list[str]:
         lines.append(f"{'met   ' if ok else 'MISSED'}  {text}")
 
     plain = out.rows[False]
-    for label in (p for p in proxies if p != RELAY):
+    for label in (p for p in proxies if not p.startswith(RELAY)):
         cell = plain[label][high]
         ok = cell.rate >= 500 and cell.p99_ms <= 50 and not cell.http_errors + cell.socket_errors
         check(ok, f"{label}, {high} conn: >= 500 req/s, p99 <= 50 ms: {format_cell(cell)}")
-    relay = plain[RELAY][high]
-    check(relay.rate >= 1500, f"{RELAY}, {high} conn: >= 1,500 req/s: {format_cell(relay)}")
+    relays = [label for label in proxies if label.startswith(RELAY)]
+    for label in relays:
+        relay = plain[label][high]
+        check(relay.rate >= 1500, f"{label}, {high} conn: >= 1,500 req/s: {format_cell(relay)}")
     for stream, rows in out.rows.items():
         for label in proxies:
             first, last = rows[label][low].rate, rows[label][high].rate
@@ -405,6 +463,8 @@ def report(out: Measured, args: argparse.Namespace) -> str:
         "",
         '"stream": true',
         result_table(label, args.connections, out.rows[True], out.rss_mb[True]),
+        "",
+        cpu_table(out, args.connections),
         "",
         ttft_table(out, args.ttft_requests),
         "",

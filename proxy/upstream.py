@@ -37,11 +37,13 @@ class Upstream:
         self._base = settings.upstream_url.rstrip("/")
         self._urls: dict[str, httpx.URL] = {}
         self._transport = transport if transport is not None else AiohttpTransport()
+        # As httpx.Timeout(read_timeout, connect=connect_timeout) set them: waiting for a free
+        # pooled connection (pool) may take as long as waiting for bytes.
         self._timeout = {
             "connect": settings.connect_timeout,
             "read": settings.read_timeout,
             "write": settings.read_timeout,
-            "pool": settings.connect_timeout,
+            "pool": settings.read_timeout,
         }
 
     async def aclose(self) -> None:
