@@ -24,7 +24,7 @@ children=()
 
 log() { printf '[run] %s\n' "$*"; }
 
-# shellcheck disable=SC2329  # invoked by the EXIT trap
+# shellcheck disable=SC2317,SC2329  # invoked by the EXIT trap (SC2317 on shellcheck < 0.10)
 stop_children() {
     trap - EXIT INT TERM
     local pid deadline=$((SECONDS + 20))
@@ -90,6 +90,7 @@ wait_http "$PROXY_URL/ready" 180 "${children[-1]}" || {
     exit 1
 }
 log "proxy start: $((SECONDS - phase_start)) s"
+log "ready $SECONDS s after run.sh started (setup included)"
 
 model="$(curl -fsS "$PROXY_URL/v1/models" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')"
