@@ -19,7 +19,8 @@ The body is passed on as it came, ``content-encoding`` and all: ``httpx.Response
 decodes it, as it did with httpx's own transport. Closing a response whose body was not read to the end closes its connection: that is how
 the upstream (vLLM) learns that a generation nobody reads can stop. Idle connections are kept
 ``keepalive_s`` seconds, less than uvicorn's (vLLM's) own 5 s, so a connection is never reused just
-as the upstream closes it.
+as the upstream closes it. ``HTTP_PROXY`` and the like are not read (httpx's client read them): the
+upstream is reached directly.
 """
 
 from __future__ import annotations
