@@ -86,31 +86,34 @@ def per_call(encoders: dict[str, Encoder], texts: list[str], repeats: int) -> di
 
 
 def fit_costs(encoders: dict[str, Encoder], repeats: int) -> dict[str, tuple[float, float]]:
-    """Per-call and per-padded-token milliseconds, least squares over a grid of batch shapes."""
+    """Per-call and per-padded-token milliseconds: least squares over the median wall time of
+    each of a grid of batch shapes (medians, so a stall of the machine does not tilt the fit)."""
     words = FILLER.split() * 20
     shapes = [(n, w) for n in (1, 4, 16) for w in (4, 24, 90)]
-    rows: dict[str, list[tuple[int, float]]] = {name: [] for name in encoders}
+    points: dict[str, list[tuple[int, float]]] = {name: [] for name in encoders}
     for n, w in shapes:
         texts = [" ".join(words[i : i + w]) for i in range(n)]
-        tokens = n * max(len(row) for row in _token_rows(encoders, texts))
-        for _ in range(max(3, repeats // 3)):
+        tokens = n * max(_token_counts(encoders, texts))
+        times: dict[str, list[float]] = {name: [] for name in encoders}
+        for _ in range(max(5, repeats // 2)):
             for name, encoder in encoders.items():
-                rows[name].append((tokens, timed(lambda e=encoder, t=texts: e.encode(t))[0]))  # type: ignore[misc]
+                times[name].append(timed(lambda e=encoder, t=texts: e.encode(t))[0])  # type: ignore[misc]
+        for name in encoders:
+            points[name].append((tokens, statistics.median(times[name])))
     fits = {}
-    for name, points in rows.items():
-        x = np.array([[1.0, t] for t, _ in points])
-        y = np.array([ms for _, ms in points])
-        # Medians per shape would be steadier; a robust alternative: least absolute deviations.
+    for name, rows in points.items():
+        x = np.array([[1.0, t] for t, _ in rows])
+        y = np.array([ms for _, ms in rows])
         (call, token), *_ = np.linalg.lstsq(x, y, rcond=None)
         fits[name] = (float(call), float(token))
     return fits
 
 
-def _token_rows(encoders: dict[str, Encoder], texts: list[str]) -> list[list[int]]:
+def _token_counts(encoders: dict[str, Encoder], texts: list[str]) -> list[int]:
     for encoder in encoders.values():
         if isinstance(encoder, OnnxEncoder | SentenceTransformerEncoder):
-            return [[0] * n for n in encoder.token_counts(texts)]
-    return [[0] * len(t.split()) for t in texts]
+            return encoder.token_counts(texts)
+    return [len(t.split()) for t in texts]
 
 
 def rwku_sentences(data_dir: Path, count: int) -> list[str] | None:
