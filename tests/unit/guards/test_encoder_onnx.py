@@ -292,3 +292,13 @@ def test_a_model_onnx_cannot_serve_falls_back_to_torch(
         encoder = load_encoder(backend="onnx")
     assert isinstance(encoder, SentenceTransformerEncoder)
     assert "ONNX backend unavailable" in caplog.text
+
+
+def test_the_thread_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NESCIO_ENCODER_THREADS", "1")
+    assert onnx_encoder.default_threads() == 1
+    monkeypatch.setenv("NESCIO_ENCODER_THREADS", "0")
+    with pytest.raises(GuardError, match="NESCIO_ENCODER_THREADS"):
+        onnx_encoder.default_threads()
+    monkeypatch.delenv("NESCIO_ENCODER_THREADS")
+    assert 1 <= onnx_encoder.default_threads() <= 4
