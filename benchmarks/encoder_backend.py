@@ -1,6 +1,7 @@
 """The encoder's backends side by side: torch (sentence-transformers) and ONNX Runtime.
 
-In one run, on the same texts, interleaved call by call so a noisy machine slows both alike:
+In one run, on the same texts, interleaved in blocks of 5 calls so a noisy machine slows both
+alike:
 
 * milliseconds per ``encode`` call (wall p50 / p90, and the process's CPU time p50) for one short
   text, a 5-turn chat's turns, 20 sentences, one 2,000-character text;
@@ -50,6 +51,9 @@ SENTENCES = [
     " ".join(FILLER.split()[: 6 + (i * 7) % 23]) + f" (item {i})."  # 8 to 30 words
     for i in range(20)
 ]
+# Calls are interleaved in blocks of BLOCK per backend: right after a torch call its OpenMP
+# threads spin for a while, and an ONNX call made then competes with them for the two cores.
+BLOCK = 5
 CASES = {
     "1 short text": SHORT,
     "5 texts (chat turns)": CHAT,
@@ -70,11 +74,12 @@ def per_call(encoders: dict[str, Encoder], texts: list[str], repeats: int) -> di
     cpus: dict[str, list[float]] = {name: [] for name in encoders}
     for encoder in encoders.values():
         encoder.encode(texts)
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // BLOCK)):
         for name, encoder in encoders.items():
-            wall, cpu = timed(lambda e=encoder: e.encode(texts))  # type: ignore[misc]
-            walls[name].append(wall)
-            cpus[name].append(cpu)
+            for _ in range(BLOCK):
+                wall, cpu = timed(lambda e=encoder: e.encode(texts))  # type: ignore[misc]
+                walls[name].append(wall)
+                cpus[name].append(cpu)
     cells = {}
     for name in encoders:
         w = sorted(walls[name])
@@ -95,9 +100,10 @@ def fit_costs(encoders: dict[str, Encoder], repeats: int) -> dict[str, tuple[flo
         texts = [" ".join(words[i : i + w]) for i in range(n)]
         tokens = n * max(_token_counts(encoders, texts))
         times: dict[str, list[float]] = {name: [] for name in encoders}
-        for _ in range(max(5, repeats // 2)):
+        for _ in range(max(1, repeats // BLOCK // 2)):
             for name, encoder in encoders.items():
-                times[name].append(timed(lambda e=encoder, t=texts: e.encode(t))[0])  # type: ignore[misc]
+                for _ in range(BLOCK):
+                    times[name].append(timed(lambda e=encoder, t=texts: e.encode(t))[0])  # type: ignore[misc]
         for name in encoders:
             points[name].append((tokens, statistics.median(times[name])))
     fits = {}
@@ -166,7 +172,9 @@ def main() -> int:
         f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, load: torch "
         f"{torch_load:.1f} s, onnx {onnx_load:.1f} s (export cached in {onnx_encoder.folder})"
     )
-    print(f"\nms per call: wall p50 / p90 (CPU p50), {args.repeats} interleaved calls each")
+    print(
+        f"\nms per call: wall p50 / p90 (CPU p50), {args.repeats} calls each, interleaved by {BLOCK}"
+    )
     names = list(encoders)
     print(f"{'texts':<22}" + "".join(f"{name:>28}" for name in names))
     agreement: list[float] = []
