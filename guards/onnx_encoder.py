@@ -51,9 +51,11 @@ log = logging.getLogger(__name__)
 
 # Bump when the exported graph or meta.json changes shape: older exports are then rebuilt.
 EXPORT_VERSION = 2
-# What one more call costs on this backend, in padded tokens (``benchmarks/encoder_backend.py``:
-# ~3 ms per call vs ~0.15-0.3 ms per token for MiniLM on 2 busy cores, vs 64 tokens on torch).
-ONNX_CALL_OVERHEAD_TOKENS = 16
+# What one more call costs on this backend, in padded tokens (``benchmarks/encoder_backend.py``,
+# 2 cores: ~0.6 ms per call vs ~0.15 ms per token with 2 threads on a quiet machine, ~4 tokens;
+# 10-20 tokens under load; torch: ~9.4 ms vs ~0.2 ms, ~46 tokens). Only the grouping of one
+# check's texts depends on it, never the vectors.
+ONNX_CALL_OVERHEAD_TOKENS = 8
 # Up to this many texts a call is cut by length_buckets (a check's texts); past it (an index
 # build) texts are sorted by length and cut every ``batch_size``: 16 encoded ~10% more sentences
 # per second than 32 and ~50% more than 128 (less padding, smaller working set).
