@@ -295,3 +295,13 @@ def test_prometheus_scrapes_the_proxys_metrics_port_and_shutdown_fits_the_grace_
     assert int(annotations["prometheus.io/port"]) in ports
     grace = proxy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert ProxySettings().shutdown_grace < grace
+
+
+def test_dockerfile_exports_the_encoder_where_the_runtime_reads_it() -> None:
+    text = DOCKERFILE.read_text()
+    built = re.search(r"NESCIO_ENCODER_CACHE=(\S+) \S*python -m guards\.onnx_encoder", text)
+    runtime = text.split("\nFROM ")[-1]  # the final stage
+    read = re.search(r"NESCIO_ENCODER_CACHE=(\S+)", runtime)
+    assert built is not None and read is not None
+    assert built.group(1) == read.group(1)
+    assert f"COPY --from=build {built.group(1).rsplit('/', 1)[0]} " in runtime
