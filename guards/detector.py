@@ -153,7 +153,7 @@ class EmbeddingAliasDetector:
             index.entries,
             self._ids,
             NEGATIVE,
-            excluded=[c.id for c in concepts.concepts if c.match == "centroid"],
+            excluded=[self._ids[c] for c in self._central],
         )
 
     def check(self, turns: Sequence[str], context: Sequence[str] = ()) -> Decision:

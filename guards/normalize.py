@@ -152,15 +152,14 @@ class AliasMatcher:
     def __init__(self, forms_per_concept: Sequence[Sequence[str]]) -> None:
         self._patterns = [[AliasPattern.of(f) for f in forms] for forms in forms_per_concept]
         self._cased = [[_cased_words(f) for f in forms] for forms in forms_per_concept]
-        # One flat list for :meth:`named_set`: a list of 100 concepts is scanned in one tight
-        # loop of substring tests, not a hundred calls.
+        # One flat list for :meth:`named_set`: a list of 100 concepts is scanned in one loop,
+        # not a hundred calls.
         self._flat = [
-            (concept, p.spaced, p.squashed if len(p.squashed) >= p.MIN_SQUASHED else None, cased)
+            (concept, pattern, cased)
             for concept, (patterns, cases) in enumerate(
                 zip(self._patterns, self._cased, strict=True)
             )
-            for p, cased in zip(patterns, cases, strict=True)
-            if p.spaced.strip()
+            for pattern, cased in zip(patterns, cases, strict=True)
         ]
         self.longest = max((len(f) for forms in forms_per_concept for f in forms), default=0)
         """Characters in the longest surface form."""
@@ -176,11 +175,9 @@ class AliasMatcher:
     def named_set(self, view: NormalizedText, text: str | None = None) -> set[int]:
         """The positions of every concept :meth:`names` finds in ``view``, in one pass."""
         found: set[int] = set()
-        spaced, leet, squashed = view.spaced, view.leet, view.squashed
-        for concept, pattern, long_form, cased in self._flat:
-            if concept in found:
+        for concept, pattern, cased in self._flat:
+            if concept in found or not pattern.matches(view):
                 continue
-            hit = pattern in spaced or pattern in leet or bool(long_form and long_form in squashed)
-            if hit and (text is None or not cased or all(w.search(text) for w in cased)):
+            if text is None or not cased or all(w.search(text) for w in cased):
                 found.add(concept)
         return found
